@@ -1,0 +1,13 @@
+.PHONY: demo test bench venv
+
+venv:
+	scripts/setup-venv
+
+demo:
+	scripts/demo
+
+test:
+	scripts/test
+
+bench:
+	scripts/bench

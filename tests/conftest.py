@@ -1,0 +1,59 @@
+"""
+Test-wide Airflow setup.
+
+Airflow reads its configuration at import time, so the test ``AIRFLOW_HOME`` (a fresh temporary
+folder, SQLite metadata database) is set here, before any test module imports Airflow. Tests that
+need the metadata database (``dag.test()``, real task execution) ask for the ``airflow_db``
+fixture, which runs ``airflow db migrate`` once per session. DAG files a test runs must live in
+``airflow_dags_folder`` (Airflow 3.3's ``dag.test()`` syncs the bundle that holds the file).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="cleanrooms-airflow-home-"))
+(_HOME / "dags").mkdir()
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+# Tests never reach real AWS: dummy credentials and a fixed region for every boto3 client.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def airflow_dags_folder() -> Path:
+    return _HOME / "dags"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Migrate the test metadata database once per session."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+    )
+    return _HOME
