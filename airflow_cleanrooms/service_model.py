@@ -169,10 +169,13 @@ class _Validator:
             yield from self._number(value, shape, path, secret, integral=False)
         elif kind == "boolean":
             if not isinstance(value, bool):
-                yield ValidationIssue(path, f"must be a boolean, got {_type_name(value)} {_show(value, secret)}")
-        elif kind == "timestamp":
-            if not isinstance(value, (datetime, date, str, int, float)) or isinstance(value, bool):
-                yield ValidationIssue(path, f"must be a timestamp, got {_type_name(value)}")
+                yield ValidationIssue(
+                    path, f"must be a boolean, got {_type_name(value)} {_show(value, secret)}"
+                )
+        elif kind == "timestamp" and (
+            not isinstance(value, (datetime, date, str, int, float)) or isinstance(value, bool)
+        ):
+            yield ValidationIssue(path, f"must be a timestamp, got {_type_name(value)}")
 
     def _size(self, size: int, shape: Shape, path: str, unit: str) -> Iterator[ValidationIssue]:
         low, high = shape_limits(shape)
@@ -205,11 +208,11 @@ class _Validator:
         for key, item in value.items():
             key_path = f"{path}[{key!r}]"
             yield from self.value(key, shape.key, f"{key_path} (key)", secret)
-            if shape.name == TAG_MAP_SHAPE and isinstance(key, str):
-                if key.lower().startswith(RESERVED_TAG_KEY_PREFIX):
-                    yield ValidationIssue(
-                        f"{key_path} (key)", "must not start with 'aws:' in any case (reserved for AWS use)"
-                    )
+            reserved = isinstance(key, str) and key.lower().startswith(RESERVED_TAG_KEY_PREFIX)
+            if shape.name == TAG_MAP_SHAPE and reserved:
+                yield ValidationIssue(
+                    f"{key_path} (key)", "must not start with 'aws:' in any case (reserved for AWS use)"
+                )
             yield from self.value(item, shape.value, key_path, secret)
 
     def _string(self, value: Any, shape: Shape, path: str, secret: bool) -> Iterator[ValidationIssue]:
@@ -221,8 +224,7 @@ class _Validator:
             if value not in enum:
                 close = difflib.get_close_matches(value, enum, n=1, cutoff=0.6)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                shown = ", ".join(enum) if len(enum) <= 12 else f"{', '.join(enum[:12])}, ... ({len(enum)} in all)"
-                yield ValidationIssue(path, f"{_show(value, secret)} is not one of: {shown}{hint}")
+                yield ValidationIssue(path, f"{_show(value, secret)} is not one of: {', '.join(enum)}{hint}")
             return
         yield from self._size(len(value), shape, path, "characters")
         pattern = shape.metadata.get("pattern")
@@ -232,13 +234,14 @@ class _Validator:
     def _number(
         self, value: Any, shape: Shape, path: str, secret: bool, *, integral: bool
     ) -> Iterator[ValidationIssue]:
-        allowed_types: tuple[type, ...] = (int,) if integral else (int, float)
+        allowed_types: tuple[type[int] | type[float], ...] = (int,) if integral else (int, float)
         if isinstance(value, bool) or not isinstance(value, allowed_types):
             wanted = "an integer" if integral else "a number"
             yield ValidationIssue(path, f"must be {wanted}, got {_type_name(value)} {_show(value, secret)}")
             return
+        number: float = value
         low, high = shape_limits(shape)
-        if (low is not None and value < low) or (high is not None and value > high):
+        if (low is not None and number < low) or (high is not None and number > high):
             bounds = f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
             yield ValidationIssue(path, f"{_show(value, secret)} is out of range; allowed: {bounds}")
 
