@@ -1,9 +1,305 @@
-"""Base waiter trigger shared by every Clean Rooms ML trigger (placeholder until the scale work lands)."""
+"""
+Base waiter trigger shared by every Clean Rooms ML trigger.
+
+It keeps ``AwsBaseWaiterTrigger``'s constructor, ``serialize()`` and hook construction, and replaces
+only :meth:`CleanRoomsMLBaseWaiterTrigger.run`: client creation and the polling loop.
+
+Why replace it: the amazon provider's ``run()`` opens a fresh aiobotocore client per trigger
+(``async with await hook.get_async_conn()``) and the client's construction blocks the triggerer's
+event loop. Measured on this project's machine with ``AwsGenericHook.get_async_conn()`` for
+``cleanroomsml``: 200 clients opened at once blocked the loop for up to 1.78 s (one alone 0.17 s);
+200 waits through the whole ``AwsBaseWaiterTrigger`` path stalled it for up to 5.0 s, grew RSS by
+1.8 MiB per wait and took 13 s where the poll schedule needs about 3 s. Here, a trigger leases one
+client per connection identity from the running loop's
+:class:`~airflow_cleanrooms.aio.client_pool.SharedClientPool` (built off the loop, shared,
+reference-counted, closed when idle), then polls with jitter. ``scripts/bench`` measures both paths
+side by side; BENCHMARKS.md records the figures.
+
+Waiter semantics are botocore's: the waiter model (the hook's custom waiter JSON, or the service's
+official waiters) is loaded into a ``botocore.waiter.SingleWaiterConfig`` and each response is
+matched against its acceptors in order, as ``botocore.waiter.Waiter.wait`` does.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import random
+import threading
+from typing import TYPE_CHECKING, Any
+
+import botocore.session
+import jmespath
+from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
+from airflow.providers.amazon.aws.utils.waiter_with_logging import RETRIABLE_ERROR_CODES
+from airflow.triggers.base import TriggerEvent
+from botocore import xform_name
+from botocore.exceptions import (
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotocoreConnectionError,
+)
+from botocore.waiter import SingleWaiterConfig, WaiterModel
+
+from airflow_cleanrooms.aio.client_pool import ClientKey, SharedClientPool
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+#: Exceptions raised (rather than returned as error responses) that a later poll may not see again.
+TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    BotocoreConnectionError,  # EndpointConnectionError, ConnectTimeoutError, SSLError, proxy errors
+    HTTPClientError,  # ConnectionClosedError, ReadTimeoutError
+    IncompleteReadError,
+    NoCredentialsError,
+    CredentialRetrievalError,
+    asyncio.TimeoutError,
+    OSError,
+)
+
+_WAITER_CONFIGS: dict[tuple[str, str, str, str], SingleWaiterConfig] = {}
+_WAITER_CONFIGS_LOCK = threading.Lock()
+
+
+def load_waiter_config(
+    hook: AwsGenericHook, waiter_name: str, config_overrides: dict[str, Any] | None = None
+) -> SingleWaiterConfig:
+    """
+    Return the botocore waiter config of ``waiter_name`` for ``hook`` (blocking; cached).
+
+    The hook's custom waiter JSON wins (``hook.waiter_path``), as in ``AwsGenericHook.get_waiter``;
+    otherwise the service's official waiter model is used. ``config_overrides`` updates the waiter's
+    entry as ``get_waiter(config_overrides=...)`` does.
+    """
+    service = hook.client_type or ""
+    cache_key = (
+        f"{type(hook).__module__}.{type(hook).__qualname__}",
+        service,
+        waiter_name,
+        json.dumps(config_overrides, sort_keys=True, default=repr),
+    )
+    cached = _WAITER_CONFIGS.get(cache_key)
+    if cached is not None:
+        return cached
+    model: dict[str, Any]
+    if hook.waiter_path and waiter_name in hook._list_custom_waiters():
+        with open(hook.waiter_path) as waiter_file:
+            model = json.load(waiter_file)
+    else:
+        loader = botocore.session.get_session().get_component("data_loader")
+        model = loader.load_service_model(service, "waiters-2")
+    if waiter_name not in model.get("waiters", {}):
+        raise ValueError(f"Waiter {waiter_name!r} is defined neither by {type(hook).__name__} nor {service}")
+    if config_overrides:
+        model["waiters"][waiter_name].update(config_overrides)
+    config = WaiterModel(model).get_waiter(waiter_name)
+    with _WAITER_CONFIGS_LOCK:
+        _WAITER_CONFIGS[cache_key] = config
+    return config
+
+
+def is_transient_error_response(response: dict[str, Any]) -> bool:
+    """Whether an error response (throttling, 5xx, request timeout) is worth another poll."""
+    code = response.get("Error", {}).get("Code", "")
+    http_status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return code in RETRIABLE_ERROR_CODES or http_status == 429 or http_status >= 500
 
 
 class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
-    """Base class of the provider's waiter triggers; same constructor as ``AwsBaseWaiterTrigger``."""
+    """
+    Base class of the provider's waiter triggers; same constructor as ``AwsBaseWaiterTrigger``.
+
+    Subclasses set ``aws_hook_class`` (a hook with a ``client_type``) and pass the usual
+    ``AwsBaseWaiterTrigger`` arguments. The events are::
+
+        {"status": "success", <return_key>: <return_value>}
+        {"status": "error", "message": str, <return_key>: <return_value>,
+         "job_status": <last status or None>, "status_details": <statusDetails dict or None>}
+
+    Polling: the first poll comes after a random delay of at most ``min(max_first_poll_spread,
+    jitter * waiter_delay)`` seconds, the next ones every ``waiter_delay * (1 - jitter)`` to
+    ``waiter_delay`` seconds (random per poll), so waits started together spread out while no
+    interval exceeds ``waiter_delay``. ``waiter_max_attempts`` counts answered polls; when it is
+    exhausted the trigger emits an error event saying it timed out. Transient failures (throttling,
+    5xx, connection errors, timeouts; botocore's "standard" retry mode already retries each call)
+    do not use an attempt, but more than ``max_transient_errors`` of them in a row end the wait
+    with an error event.
+    """
+
+    #: JMESPath of the resource's status in the poll response (default: the first status query).
+    status_query: str | None = None
+    #: JMESPath of the resource's status details in the poll response (``None``: not reported).
+    status_details_query: str | None = "statusDetails"
+    #: Fraction of ``waiter_delay`` by which a poll interval may be shortened at random.
+    jitter: float = 0.2
+    #: Upper bound (seconds) of the random delay before the first poll.
+    max_first_poll_spread: float = 1.0
+    #: Consecutive transient errors tolerated before the trigger gives up.
+    max_transient_errors: int = 5
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # AwsBaseWaiterTrigger's import-time check (aws_hook_class or hook() override) is skipped for
+        # this base because it overrides hook(); apply the same check to our concrete subclasses.
+        super().__init_subclass__(**kwargs)
+        if cls.hook is not CleanRoomsMLBaseWaiterTrigger.hook:
+            return
+        hook_class = getattr(cls, "aws_hook_class", None)
+        if not (isinstance(hook_class, type) and issubclass(hook_class, AwsGenericHook)):
+            raise AttributeError(
+                f"Class attribute '{cls.__name__}.aws_hook_class' should be set to an AwsGenericHook "
+                f"subclass, or {cls.__name__}.hook() overridden."
+            )
+
+    def hook(self) -> AwsGenericHook:
+        """Build the hook this trigger waits with (``aws_hook_class`` with the serialized AWS args)."""
+        hook_class = getattr(self, "aws_hook_class", None)
+        if hook_class is None:
+            raise AttributeError(f"Class attribute '{type(self).__name__}.aws_hook_class' should be set.")
+        return hook_class(**self._hook_parameters)
+
+    # -- polling schedule ------------------------------------------------------------------------
+
+    def first_poll_delay(self, rng: random.Random) -> float:
+        """Random delay before the first poll, at most ``min(max_first_poll_spread, jitter*delay)``."""
+        return rng.uniform(0.0, min(self.max_first_poll_spread, self.jitter * max(self.waiter_delay, 0)))
+
+    def poll_interval(self, rng: random.Random) -> float:
+        """Random interval between polls, within ``[(1 - jitter) * waiter_delay, waiter_delay]``."""
+        delay = float(max(self.waiter_delay, 0))
+        return rng.uniform((1.0 - self.jitter) * delay, delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _status_of(self, response: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None]:
+        if not response:
+            return None, None
+        query = self.status_query or (self.status_queries[0] if self.status_queries else None)
+        status = jmespath.search(query, response) if query else None
+        details = jmespath.search(self.status_details_query, response) if self.status_details_query else None
+        return (str(status) if status is not None else None), (details if isinstance(details, dict) else None)
+
+    def _describe(self, response: dict[str, Any] | None) -> str:
+        values = []
+        for query in self.status_queries or []:
+            value = jmespath.search(query, response or {})
+            if value is not None and value != "":
+                values.append(
+                    json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+                )
+        return " - ".join(values)
+
+    def _error_event(self, message: str, response: dict[str, Any] | None) -> TriggerEvent:
+        status, details = self._status_of(response)
+        return TriggerEvent(
+            {
+                "status": "error",
+                "message": message,
+                self.return_key: self.return_value,
+                "job_status": status,
+                "status_details": details,
+            }
+        )
+
+    def _success_event(self) -> TriggerEvent:
+        return TriggerEvent({"status": "success", self.return_key: self.return_value})
+
+    # -- run -------------------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = self.hook()
+        try:
+            async with SharedClientPool.for_running_loop().lease(hook) as (key, client):
+                self._client_key: ClientKey | None = key
+                self._client_id: int | None = id(client)
+                waiter = _WAITER_CONFIGS.get(self._waiter_cache_key(hook)) or await asyncio.to_thread(
+                    load_waiter_config, hook, self.waiter_name, self.waiter_config_overrides
+                )
+                event = await self._wait(client, waiter)
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as error:
+            self.log.exception("%s: the wait could not run", self.failure_message)
+            event = self._error_event(f"{self.failure_message}: {type(error).__name__}: {error}", None)
+        # The lease is released before the event is handed to the triggerer.
+        yield event
+
+    def _waiter_cache_key(self, hook: AwsGenericHook) -> tuple[str, str, str, str]:
+        return (
+            f"{type(hook).__module__}.{type(hook).__qualname__}",
+            hook.client_type or "",
+            self.waiter_name,
+            json.dumps(self.waiter_config_overrides, sort_keys=True, default=repr),
+        )
+
+    async def _wait(self, client: Any, waiter: SingleWaiterConfig) -> TriggerEvent:
+        operation = getattr(client, xform_name(waiter.operation))
+        acceptors = list(waiter.acceptors)
+        rng = random.Random()
+        attempts = 0
+        streak = 0
+        last_response: dict[str, Any] | None = None
+        last_status: str | None = None
+
+        await self._sleep(self.first_poll_delay(rng))
+        while True:
+            transient: str | None = None
+            response: dict[str, Any] | None = None
+            try:
+                response = await operation(**self.waiter_args)
+            except ClientError as error:
+                response = error.response
+            except TRANSIENT_EXCEPTIONS as error:
+                transient = f"{type(error).__name__}: {error}"
+
+            if response is not None:
+                matched = next((a for a in acceptors if a.matcher_func(response)), None)
+                if matched is None and "Error" in response:
+                    error_info = response["Error"]
+                    description = f"{error_info.get('Code', 'Unknown')}: {error_info.get('Message', '')}"
+                    if not is_transient_error_response(response):
+                        return self._error_event(f"{self.failure_message}: {description}", last_response)
+                    transient = description
+                else:
+                    streak = 0
+                    attempts += 1
+                    if "Error" not in response:
+                        last_response = response
+                    status, _ = self._status_of(last_response)
+                    if status != last_status:
+                        self.log.info("%s: %s", self.status_message, self._describe(last_response))
+                        last_status = status
+                    state = matched.state if matched is not None else "waiting"
+                    if state == "success":
+                        return self._success_event()
+                    if state == "failure":
+                        reason = self._describe(response) or matched.explanation  # type: ignore[union-attr]
+                        return self._error_event(f"{self.failure_message}: {reason}", response)
+                    if attempts >= self.attempts:
+                        return self._error_event(
+                            f"{self.failure_message}: timed out after {attempts} attempts "
+                            f"({self.waiter_delay} s apart) waiting for {self.waiter_name}; "
+                            f"last status: {self._describe(last_response) or 'unknown'}",
+                            last_response,
+                        )
+
+            if transient is not None:
+                streak += 1
+                if streak > self.max_transient_errors:
+                    return self._error_event(
+                        f"{self.failure_message}: gave up after {streak} consecutive transient errors "
+                        f"(last: {transient})",
+                        last_response,
+                    )
+                self.log.warning(
+                    "Transient error while waiting (%d/%d): %s", streak, self.max_transient_errors, transient
+                )
+            await self._sleep(self.poll_interval(rng))

@@ -1,0 +1,317 @@
+"""
+One aiobotocore client per connection identity, shared by the triggers of one event loop.
+
+Why: the amazon provider's ``AwsBaseWaiterTrigger`` opens a new aiobotocore client for every trigger,
+and the client's ``__aenter__`` builds the session, resolves credentials and loads the service model
+on the triggerer's event loop. Measured on the project machine (see BENCHMARKS.md), 200 clients opened
+at once stalled the loop for up to 1.78 s. Here a trigger leases a client from the pool of its running
+loop instead:
+
+* the key (:class:`ClientKey`) is everything that makes two clients differ: hook class and service,
+  connection id, region, SSL verification, botocore config, endpoint URL and a hash of the credential
+  material (connection login/password/extra, or the AWS environment when the connection has none).
+  Two connections never share a client, even when their contents are identical;
+* resolving the key (the Airflow connection lookup) and building the client (session, credentials,
+  service model, endpoint) run in a worker thread (``asyncio.to_thread``), so the loop never blocks
+  on them; concurrent triggers with the same parameters share one lookup and one construction;
+* the client is entered (its aiohttp session is created lazily, on the owning loop at first request),
+  reference-counted by leases, and closed after ``idle_ttl`` seconds without a lease;
+* pools are per event loop (a weak mapping keyed by the loop): an aiobotocore client is never used
+  from a loop other than the one that made its first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import os
+import weakref
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Hashable
+
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+
+log = logging.getLogger(__name__)
+
+#: Retry behaviour given to a shared client when neither the connection nor the trigger configures
+#: one: botocore's "standard" mode retries throttling, 5xx and connection errors with backoff.
+DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 3}
+
+# Environment the default credential chain reads when a connection carries no credentials itself.
+_ENV_CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """Everything that makes two clients differ; equal keys may share one client."""
+
+    hook_class: str
+    service_name: str
+    aws_conn_id: str | None
+    region_name: str | None
+    verify: str
+    botocore_config: str
+    endpoint_url: str | None
+    identity: str  # sha256 of the credential material, never the material itself
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _config_options(config: Config | dict[str, Any] | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return dict(config)
+    return dict(getattr(config, "_user_provided_options", {}))
+
+
+def _service_name(hook: AwsGenericHook) -> str:
+    if not hook.client_type:
+        raise ValueError(f"{type(hook).__name__} has no client_type; a shared async client needs one.")
+    return hook.client_type
+
+
+def resolve_client_key(hook: AwsGenericHook) -> ClientKey:
+    """Resolve the hook's connection and return its client key (blocking: run it off the loop)."""
+    conn = hook.conn_config
+    service = _service_name(hook)
+    material: dict[str, Any] = {
+        "conn_type": conn.conn_type,
+        "login": conn.login,
+        "password": conn.password,
+        "extra": conn.extra_config,
+        "aws_access_key_id": conn.aws_access_key_id,
+        "aws_secret_access_key": conn.aws_secret_access_key,
+        "aws_session_token": conn.aws_session_token,
+        "profile_name": conn.profile_name,
+        "role_arn": conn.role_arn,
+        "assume_role_method": conn.assume_role_method,
+        "assume_role_kwargs": conn.assume_role_kwargs,
+    }
+    if not conn.aws_access_key_id:
+        # The default credential chain decides: the environment is part of the identity.
+        material["env"] = {name: os.environ.get(name) for name in _ENV_CREDENTIAL_VARS}
+    return ClientKey(
+        hook_class=f"{type(hook).__module__}.{type(hook).__qualname__}",
+        service_name=service,
+        aws_conn_id=hook.aws_conn_id,
+        region_name=conn.region_name,
+        verify=repr(conn.verify),
+        botocore_config=_canonical(_config_options(conn.botocore_config)),
+        endpoint_url=conn.get_service_endpoint_url(service_name=service),
+        identity=hashlib.sha256(_canonical(material).encode()).hexdigest(),
+    )
+
+
+def client_config(hook: AwsGenericHook) -> Config:
+    """The hook's botocore config, with :data:`DEFAULT_RETRIES` unless retries are configured."""
+    config = copy.deepcopy(hook.config)
+    if "retries" not in _config_options(config):
+        config = config.merge(Config(retries=dict(DEFAULT_RETRIES)))
+    return config
+
+
+def create_client_blocking(hook: AwsGenericHook) -> Any:
+    """
+    Build and enter an aiobotocore client in the calling (worker) thread.
+
+    The construction coroutine runs on a short-lived private loop. It binds nothing to that loop:
+    the client's aiohttp session and its locks are created lazily, on the loop of the first request.
+    """
+
+    async def _build() -> Any:
+        creator = hook.get_client_type(
+            region_name=hook.region_name, config=client_config(hook), deferrable=True
+        )
+        return await creator.__aenter__()
+
+    return asyncio.run(_build())
+
+
+class _Entry:
+    __slots__ = ("client", "close_handle", "key", "refs")
+
+    def __init__(self, key: ClientKey, client: Any) -> None:
+        self.key = key
+        self.client = client
+        self.refs = 0
+        self.close_handle: asyncio.TimerHandle | None = None
+
+
+class SharedClientPool:
+    """
+    The clients of one event loop, keyed by :class:`ClientKey`; see the module docstring.
+
+    :param loop: The event loop the clients belong to.
+    :param idle_ttl: Seconds a client without leases stays open for the next trigger.
+    """
+
+    idle_ttl: float = 60.0
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle_ttl: float | None = None) -> None:
+        self._loop = loop
+        if idle_ttl is not None:
+            self.idle_ttl = idle_ttl
+        self._entries: dict[ClientKey, _Entry] = {}
+        self._creating: dict[ClientKey, asyncio.Future[Any]] = {}
+        self._resolving: dict[Hashable, asyncio.Future[ClientKey]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        #: Number of clients this pool has built (for tests and benchmarks).
+        self.clients_created = 0
+
+    @classmethod
+    def for_running_loop(cls) -> SharedClientPool:
+        """Return the pool of the running event loop, creating it on first use."""
+        loop = asyncio.get_running_loop()
+        pool = _POOLS.get(loop)
+        if pool is None:
+            pool = _POOLS[loop] = cls(loop)
+        return pool
+
+    @property
+    def keys(self) -> list[ClientKey]:
+        """Keys of the clients currently open."""
+        return list(self._entries)
+
+    def leases(self, key: ClientKey) -> int:
+        """Number of leases currently held on the client of ``key`` (0 if none is open)."""
+        entry = self._entries.get(key)
+        return entry.refs if entry else 0
+
+    @contextlib.asynccontextmanager
+    async def lease(self, hook: AwsGenericHook) -> AsyncIterator[tuple[ClientKey, Any]]:
+        """Lease the shared client for ``hook``'s connection; yields ``(key, client)``."""
+        entry = await self._acquire(hook)
+        try:
+            yield entry.key, entry.client
+        finally:
+            self._release(entry)
+
+    async def _resolve(self, hook: AwsGenericHook) -> ClientKey:
+        prekey = (
+            type(hook),
+            hook.aws_conn_id,
+            getattr(hook, "_region_name", None),
+            repr(getattr(hook, "_verify", None)),
+            _canonical(_config_options(getattr(hook, "_config", None))),
+        )
+        task = self._resolving.get(prekey)
+        if task is None:
+            task = asyncio.ensure_future(asyncio.to_thread(resolve_client_key, hook))
+            self._resolving[prekey] = task
+            task.add_done_callback(partial(self._forget, self._resolving, prekey))
+        return await asyncio.shield(task)
+
+    async def _acquire(self, hook: AwsGenericHook) -> _Entry:
+        key = await self._resolve(hook)
+        while True:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.refs += 1
+                if entry.close_handle is not None:
+                    entry.close_handle.cancel()
+                    entry.close_handle = None
+                return entry
+            task = self._creating.get(key)
+            if task is None:
+                task = asyncio.ensure_future(asyncio.to_thread(create_client_blocking, hook))
+                self._creating[key] = task
+                # Registered before any waiter's shield callback, so the entry exists when they resume.
+                task.add_done_callback(partial(self._created, key))
+            await asyncio.shield(task)
+
+    @staticmethod
+    def _forget(mapping: dict[Any, asyncio.Future[Any]], key: Any, task: asyncio.Future[Any]) -> None:
+        if mapping.get(key) is task:
+            del mapping[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: waiters that were cancelled must not leave it "unretrieved"
+
+    def _created(self, key: ClientKey, task: asyncio.Future[Any]) -> None:
+        self._forget(self._creating, key, task)
+        if task.cancelled() or task.exception() is not None:
+            return
+        self.clients_created += 1
+        entry = self._entries[key] = _Entry(key, task.result())
+        log.debug("Opened shared %s client for connection %r", key.service_name, key.aws_conn_id)
+        # Closed after idle_ttl unless a waiter leases it first (it cancels this timer).
+        entry.close_handle = self._loop.call_later(self.idle_ttl, self._expire, entry)
+
+    def _release(self, entry: _Entry) -> None:
+        entry.refs -= 1
+        if entry.refs > 0:
+            return
+        if self._entries.get(entry.key) is entry:
+            entry.close_handle = self._loop.call_later(self.idle_ttl, self._expire, entry)
+        else:
+            self._close_soon(entry)
+
+    def _expire(self, entry: _Entry) -> None:
+        entry.close_handle = None
+        if entry.refs == 0 and self._entries.get(entry.key) is entry:
+            del self._entries[entry.key]
+            self._close_soon(entry)
+
+    def discard(self, key: ClientKey) -> None:
+        """Stop handing out the client of ``key``; it closes once its last lease ends."""
+        entry = self._entries.pop(key, None)
+        if entry is not None and entry.refs == 0:
+            if entry.close_handle is not None:
+                entry.close_handle.cancel()
+            self._close_soon(entry)
+
+    def _close_soon(self, entry: _Entry) -> None:
+        task = self._loop.create_task(self._close_client(entry))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close_client(entry: _Entry) -> None:
+        try:
+            await entry.client.__aexit__(None, None, None)
+        except Exception:
+            log.warning("Closing the shared %s client failed", entry.key.service_name, exc_info=True)
+
+    async def aclose(self) -> None:
+        """Close every client now (leases or not) and wait for them to close."""
+        entries, self._entries = list(self._entries.values()), {}
+        for entry in entries:
+            if entry.close_handle is not None:
+                entry.close_handle.cancel()
+            self._close_soon(entry)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedClientPool] = weakref.WeakKeyDictionary()
+
+
+async def close_shared_clients() -> None:
+    """Close the shared clients of the running loop (for tests, benchmarks and clean shutdowns)."""
+    pool = _POOLS.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.aclose()

@@ -1,0 +1,113 @@
+"""Test doubles for the base trigger: a hook with its own waiter file, a trigger, a scripted client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
+
+WAITERS = Path(__file__).with_name("scale_test_waiters.json")
+JOB_ARN = (
+    "arn:aws:cleanrooms-ml:us-east-1:123456789012:membership/"
+    "11111111-2222-3333-4444-555555555555/trained-model-inference-job/{n:08d}-aaaa-bbbb-cccc-dddddddddddd"
+)
+MEMBERSHIP = "11111111-2222-3333-4444-555555555555"
+
+
+def connection_env(login: str, secret: str, region: str = "us-east-1") -> str:
+    """An ``AIRFLOW_CONN_*`` value for an AWS connection with its own keys."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": login,
+            "password": secret,
+            "extra": {"region_name": region, "endpoint_url": "http://127.0.0.1:9"},
+        }
+    )
+
+
+class ScaleTestHook(AwsBaseHook):
+    """A ``cleanroomsml`` hook whose custom waiter file belongs to these tests."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "cleanroomsml"
+        super().__init__(*args, **kwargs)
+
+    @property
+    def waiter_path(self) -> Path:  # type: ignore[override]
+        return WAITERS
+
+
+class ScaleTestJobTrigger(CleanRoomsMLBaseWaiterTrigger):
+    """Waits for an inference job, as the core trigger does, on the test hook."""
+
+    aws_hook_class = ScaleTestHook
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str,
+        trained_model_inference_job_arn: str,
+        waiter_delay: int = 5,
+        waiter_max_attempts: int = 10,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ) -> None:
+        super().__init__(
+            serialized_fields={
+                "membership_identifier": membership_identifier,
+                "trained_model_inference_job_arn": trained_model_inference_job_arn,
+            },
+            waiter_name="test_inference_job_complete",
+            waiter_args={
+                "membershipIdentifier": membership_identifier,
+                "trainedModelInferenceJobArn": trained_model_inference_job_arn,
+            },
+            failure_message="Inference job failed",
+            status_message="Inference job status",
+            status_queries=["status", "statusDetails"],
+            return_key="trained_model_inference_job_arn",
+            return_value=trained_model_inference_job_arn,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+        )
+        self.slept: list[float] = []
+
+    async def _sleep(self, seconds: float) -> None:
+        # Record the schedule instead of waiting it out: the tests check the loop's decisions.
+        self.slept.append(seconds)
+
+
+class ScriptedClient:
+    """Stands in for the shared aiobotocore client: answers each job from its script."""
+
+    def __init__(self, hook: AwsBaseHook, scripts: dict[str, list[Any]]) -> None:
+        self.hook = hook
+        self.scripts = scripts
+        self.calls: list[dict[str, Any]] = []
+        self.closed = False
+
+    async def get_trained_model_inference_job(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        script = self.scripts[kwargs["trainedModelInferenceJobArn"]]
+        step = script.pop(0) if len(script) > 1 else script[0]
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.closed = True
+
+
+def job(status: str, **extra: Any) -> dict[str, Any]:
+    return {"status": status, "ResponseMetadata": {"HTTPStatusCode": 200}, **extra}
