@@ -1,0 +1,230 @@
+"""
+The wire protocol: an HTTP request in, an HTTP reply out, exactly as the REST-JSON model says.
+
+Independent of any HTTP server: the server adapters (``server.py``) turn their requests into an
+:class:`HttpRequest` and write back the :class:`HttpReply`. Requests are parsed from the URI labels,
+the query string and the JSON body by the operation's input shape, validated with
+:func:`~airflow_cleanrooms.service_model.find_input_issues`, handed to the backend (``models.py``),
+and the result is serialized with botocore's own rest-json serializer against the output shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from botocore.parsers import RestJSONParser
+from botocore.serialize import RestJSONSerializer
+
+from airflow_cleanrooms.emulator.errors import (
+    AccessDeniedException,
+    EmulatorError,
+    InternalServiceException,
+    ThrottlingException,
+    ValidationException,
+)
+from airflow_cleanrooms.emulator.faults import DROP, ERROR, THROTTLE, FaultInjector
+from airflow_cleanrooms.emulator.models import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Caller
+from airflow_cleanrooms.emulator.routes import router
+from airflow_cleanrooms.service_model import camel_to_snake, find_input_issues, operation_model
+
+if TYPE_CHECKING:
+    from botocore.model import Shape
+
+    from airflow_cleanrooms.emulator.models import CleanRoomsMLBackend
+    from airflow_cleanrooms.emulator.requestlog import RequestLog
+
+log = logging.getLogger("airflow_cleanrooms.emulator")
+
+CONTROL_PREFIX = "/_emulator/"
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/")
+_ACCOUNT_KEY = re.compile(r"[0-9]{12}")
+
+
+@dataclass
+class HttpRequest:
+    method: str
+    raw_path: str
+    query_string: str
+    headers: Mapping[str, str]  # case-insensitive mapping
+    body: bytes
+
+
+@dataclass
+class HttpReply:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (injected latency)
+    drop: bool = False  # close the connection without answering
+
+
+def json_reply(status: int, payload: Any, request_id: str | None = None) -> HttpReply:
+    headers = {"Content-Type": "application/json"}
+    if request_id:
+        headers["x-amzn-RequestId"] = request_id
+    return HttpReply(status, json.dumps(payload, default=str).encode(), headers)
+
+
+def error_reply(error: EmulatorError, request_id: str) -> HttpReply:
+    reply = json_reply(error.status, {"message": error.message}, request_id)
+    reply.headers["x-amzn-ErrorType"] = error.code
+    return reply
+
+
+def caller_from(headers: Mapping[str, str], query: Mapping[str, list[str]]) -> Caller:
+    """Region and account from the SigV4 credential scope; refuse unsigned requests (403)."""
+    auth = headers.get("Authorization") or headers.get("authorization")
+    credential = auth or ("Credential=" + query["X-Amz-Credential"][0] if "X-Amz-Credential" in query else "")
+    if not credential:
+        raise AccessDeniedException("Missing Authentication Token: the request is not signed with SigV4")
+    found = _CREDENTIAL.search(credential)
+    if auth and not auth.startswith("AWS4-HMAC-SHA256"):
+        raise AccessDeniedException("Unsupported authorization scheme: sign requests with SigV4")
+    if found is None:
+        return Caller()
+    access_key, region = found.group(1), found.group(2)
+    account = access_key if _ACCOUNT_KEY.fullmatch(access_key) else DEFAULT_ACCOUNT_ID
+    return Caller(region=region or DEFAULT_REGION, account_id=account)
+
+
+def _query_value(shape: Shape, values: list[str], name: str) -> Any:
+    kind = shape.type_name
+    if kind == "list":
+        return [_query_value(shape.member, [v], name) for v in values]
+    value = values[0]
+    if kind in ("integer", "long"):
+        try:
+            return int(value)
+        except ValueError:
+            raise ValidationException(f"{name}: {value!r} is not an integer") from None
+    if kind in ("float", "double"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValidationException(f"{name}: {value!r} is not a number") from None
+    if kind == "boolean":
+        return value.lower() == "true"
+    return value
+
+
+class CleanRoomsMLResponses:
+    """Turns HTTP requests into backend calls and backend results into HTTP replies."""
+
+    def __init__(self, backend: CleanRoomsMLBackend, faults: FaultInjector, requests: RequestLog):
+        self.backend = backend
+        self.faults = faults
+        self.requests = requests
+        self.router = router()
+        self._serializer = RestJSONSerializer(timestamp_precision="millisecond")
+        self._parser = RestJSONParser()
+        self.control: Any = None  # set by the server: handles /_emulator/ paths
+
+    def handle(self, request: HttpRequest) -> HttpReply:
+        if request.raw_path.startswith(CONTROL_PREFIX) and self.control is not None:
+            return self.control.handle(request)
+        request_id = str(uuid.uuid4())
+        query = parse_qs(request.query_string, keep_blank_values=True)
+        found = self.router.match(request.method, request.raw_path, set(query))
+        if found is None:
+            code = "UnknownOperationException"
+            message = f"No operation matches {request.method} {request.raw_path}"
+            return error_reply(EmulatorError(code, message), request_id)
+        route, labels = found
+        operation = route.operation
+        params: dict[str, Any] = {}
+        fault: str | None = None
+        parse_error: EmulatorError | None = None
+        try:
+            params = self._parse(operation, labels, query, request.body)
+        except EmulatorError as error:
+            parse_error = error
+        try:
+            decision = self.faults.decide(operation)
+            fault = decision.action
+            if fault == DROP:
+                self.requests.record(operation, params, 0, None, DROP)
+                log.info("%s dropped (injected fault)", operation)
+                return HttpReply(0, drop=True, delay=decision.latency)
+            caller = caller_from(request.headers, query)
+            if fault == THROTTLE:
+                raise ThrottlingException("Rate exceeded (emulated throttling)")
+            if fault == ERROR:
+                raise InternalServiceException()
+            if parse_error is not None:
+                raise parse_error
+            reply = self._call(operation, params, caller, request_id)
+            reply.delay = decision.latency
+            self.requests.record(
+                operation, params, reply.status, None, "latency" if decision.latency else None
+            )
+            log.debug("%s -> %s", operation, reply.status)
+            return reply
+        except EmulatorError as error:
+            self.requests.record(operation, params, error.status, error.code, fault)
+            log.info("%s -> %s %s", operation, error.status, error.code)
+            reply = error_reply(error, request_id)
+            if fault is None and self.faults.settings.latency_seconds:
+                reply.delay = self.faults.settings.latency_seconds
+            return reply
+        except Exception:
+            log.exception("%s failed inside the emulator", operation)
+            self.requests.record(operation, params, 500, "InternalServerException", None)
+            return error_reply(EmulatorError("InternalServerException", "Emulator error", 500), request_id)
+
+    def _parse(
+        self, operation: str, labels: Mapping[str, str], query: Mapping[str, list[str]], body: bytes
+    ) -> dict[str, Any]:
+        shape = operation_model(operation).input_shape
+        params: dict[str, Any] = {}
+        if shape is None:
+            return params
+        if body.strip():
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                raise EmulatorError("SerializationException", "The request body is not valid JSON") from None
+            if not isinstance(decoded, dict):
+                raise EmulatorError("SerializationException", "The request body must be a JSON object")
+            body_members = {
+                name for name, member in shape.members.items() if "location" not in member.serialization
+            }
+            params.update({k: v for k, v in decoded.items() if k in body_members})
+        for name, member in shape.members.items():
+            location = member.serialization.get("location")
+            wire_name = member.serialization.get("name", name)
+            if location == "uri" and wire_name in labels:
+                params[name] = labels[wire_name]
+            elif location == "querystring" and wire_name in query:
+                params[name] = _query_value(member, query[wire_name], name)
+        return params
+
+    def _call(self, operation: str, params: dict[str, Any], caller: Caller, request_id: str) -> HttpReply:
+        issues = find_input_issues(operation, params)
+        if issues:
+            count = len(issues)
+            details = "; ".join(str(issue) for issue in issues)
+            raise ValidationException(
+                f"{count} validation error{'s' if count > 1 else ''} detected: {details}"
+            )
+        model = operation_model(operation)
+        typed = self._parser._parse_shape(model.input_shape, params) if model.input_shape else {}
+        handler = getattr(self.backend, camel_to_snake(operation), None)
+        if handler is None:
+            raise EmulatorError("NotImplemented", f"The emulator does not implement {operation}")
+        result = handler(typed, caller)
+        output = model.output_shape
+        body = self._serializer._serialize_body_params(result, output) if output is not None else b"{}"
+        headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
+        return HttpReply(int(model.http.get("responseCode", 200)), body, headers)
+
+    def call(self, operation: str, params: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
+        """Run an operation in-process (validated, not logged, no faults) and return its JSON result."""
+        reply = self._call(operation, dict(params), caller or Caller(), str(uuid.uuid4()))
+        return json.loads(reply.body)  # type: ignore[no-any-return]
