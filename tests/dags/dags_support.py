@@ -1,0 +1,36 @@
+"""Constants and helpers shared by the example-DAG tests (imported as ``dags_support``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+
+if TYPE_CHECKING:
+    from airflow.models.dagrun import DagRun
+
+REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
+POLL_SECONDS_ENV = "CLEANROOMS_ML_EXAMPLE_POLL_SECONDS"
+
+TRAIN_AND_INFER = "example_cleanrooms_ml_train_and_infer"
+INFERENCE = "example_cleanrooms_ml_inference"
+TRAIN_AND_INFER_TASKS = ["create_trained_model", "wait_trained_model", "start_inference", "wait_inference"]
+INFERENCE_TASKS = ["start_inference", "wait_inference"]
+
+# A fixed run_after makes the templated resource names predictable: "<prefix>-...-20260102T030405".
+RUN_AFTER = pendulum.datetime(2026, 1, 2, 3, 4, 5, tz="UTC")
+RUN_AFTER_NODASH = "20260102T030405"
+
+
+def dag_bag(folder: Path) -> Any:
+    """Parse every DAG file of ``folder`` (Airflow's DagBag, wherever this Airflow version keeps it)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+    return DagBag(dag_folder=str(folder))
+
+
+def task_states(dag_run: DagRun) -> dict[str, str | None]:
+    return {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()}
