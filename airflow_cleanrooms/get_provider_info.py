@@ -7,24 +7,11 @@ from typing import Any
 from airflow_cleanrooms import __version__
 
 INTEGRATION_NAME = "AWS Clean Rooms ML"
+# The hooks authenticate through the amazon provider's ``aws`` connection type. It is deliberately
+# not re-declared under "connection-types": that key registers a type, it does not say "uses one".
+# Declaring ``aws`` again makes whichever provider is discovered first own it and makes Airflow log
+# "The connection_type 'aws' has been already registered by provider ..." in every task and CLI call.
 AWS_CONNECTION_TYPE = "aws"
-
-
-def _aws_connection_types() -> list[dict[str, Any]]:
-    """
-    The amazon provider's own ``aws`` connection type entry, reused as is.
-
-    The provider's hooks authenticate through the amazon provider's ``aws`` connection; declaring the
-    very same entry (hook class, display name, form behaviour) keeps the connection form identical
-    whichever provider the providers manager happens to register it from first.
-    """
-    from airflow.providers.amazon.get_provider_info import get_provider_info as amazon_provider_info
-
-    return [
-        dict(entry)
-        for entry in amazon_provider_info().get("connection-types", [])
-        if entry.get("connection-type") == AWS_CONNECTION_TYPE
-    ]
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -34,7 +21,8 @@ def get_provider_info() -> dict[str, Any]:
         "name": "AWS Clean Rooms ML",
         "description": (
             "Apache Airflow provider for `AWS Clean Rooms ML <https://aws.amazon.com/clean-rooms/ml/>`__: "
-            "train custom models and run inference jobs from DAGs."
+            "train custom models and run inference jobs from DAGs. Uses the Amazon provider's "
+            "``aws`` connection type."
         ),
         "versions": [__version__],
         "integrations": [
@@ -73,5 +61,4 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelLink",
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLInputChannelLink",
         ],
-        "connection-types": _aws_connection_types(),
     }

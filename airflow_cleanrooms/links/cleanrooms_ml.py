@@ -1,0 +1,52 @@
+"""
+Operator extra links to AWS Clean Rooms ML in the AWS console.
+
+The console addresses Clean Rooms ML resources inside their collaboration
+(``/cleanrooms/home?region=R#/collaborations/C``); the APIs the operators call return the membership,
+not the collaboration, so the link opens the collaboration when it is known (a trained model's
+``GetTrainedModel`` response carries ``collaborationIdentifier``) and the region's Clean Rooms ML
+console otherwise. The persisted XCom also carries the resource ARN, so the link is never ambiguous
+about which job the task started.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
+
+CLEAN_ROOMS_CONSOLE = BASE_AWS_CONSOLE_LINK + "/cleanrooms/home?region={region_name}"
+
+
+class _CleanRoomsMLLink(BaseAwsLink):
+    """Opens the resource's collaboration when known, else the region's Clean Rooms console."""
+
+    format_str = CLEAN_ROOMS_CONSOLE + "#/collaborations/{collaboration_id}"
+
+    def format_link(self, **kwargs: Any) -> str:
+        if not kwargs.get("region_name") or not kwargs.get("aws_domain"):
+            return ""
+        if kwargs.get("collaboration_id"):
+            return self.format_str.format(**kwargs)
+        return CLEAN_ROOMS_CONSOLE.format(**kwargs) + "#/collaborations"
+
+
+class CleanRoomsMLTrainedModelInferenceJobLink(_CleanRoomsMLLink):
+    """Console link for a trained model inference job."""
+
+    name = "Clean Rooms ML Inference Job"
+    key = "cleanrooms_ml_trained_model_inference_job"
+
+
+class CleanRoomsMLTrainedModelLink(_CleanRoomsMLLink):
+    """Console link for a trained model."""
+
+    name = "Clean Rooms ML Trained Model"
+    key = "cleanrooms_ml_trained_model"
+
+
+class CleanRoomsMLInputChannelLink(_CleanRoomsMLLink):
+    """Console link for an ML input channel."""
+
+    name = "Clean Rooms ML Input Channel"
+    key = "cleanrooms_ml_input_channel"

@@ -1,0 +1,571 @@
+"""
+Operators for AWS Clean Rooms ML: start an inference job, train a model, create an ML input channel.
+
+Each operator takes one argument per API input member, named in snake_case after the member in the
+installed botocore model (``membershipIdentifier`` -> ``membership_identifier``). Every one of them
+is a template field. A member that a newer botocore adds is accepted by name too, without a code
+change. After rendering, the request is validated against the model before any API call
+(:mod:`airflow_cleanrooms.operators.request`).
+
+Shape of ``execute`` (the seam durable execution builds on)::
+
+    request = self.build_request()            # render -> validate, no API call
+    arn = self.start_job(context, request)     # the one API call that starts/creates the resource
+    return self.wait_for_job(context, arn)     # wait (poll or defer) and return the result
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, conf
+
+from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
+from airflow_cleanrooms.hooks.cleanrooms_ml import (
+    ML_INPUT_CHANNEL,
+    TRAINED_MODEL,
+    TRAINED_MODEL_INFERENCE_JOB,
+    CleanRoomsMLHook,
+    ResourceKind,
+    ResourceState,
+)
+from airflow_cleanrooms.links.cleanrooms_ml import (
+    CleanRoomsMLInputChannelLink,
+    CleanRoomsMLTrainedModelInferenceJobLink,
+    CleanRoomsMLTrainedModelLink,
+    _CleanRoomsMLLink,
+)
+from airflow_cleanrooms.operators.request import (
+    CLI_INPUT_JSON,
+    argument_members,
+    argument_names,
+    build_request,
+    json_argument_names,
+)
+from airflow_cleanrooms.triggers.cleanrooms_ml import (
+    CleanRoomsMLInputChannelActiveTrigger,
+    CleanRoomsMLTrainedModelCompleteTrigger,
+    CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
+    _CleanRoomsMLResourceTrigger,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+START_TRAINED_MODEL_INFERENCE_JOB = "StartTrainedModelInferenceJob"
+CREATE_TRAINED_MODEL = "CreateTrainedModel"
+CREATE_ML_INPUT_CHANNEL = "CreateMLInputChannel"
+
+# next_method Airflow resumes a deferred task with when its trigger failed or timed out.
+_TRIGGER_FAIL_METHOD = "__fail__"
+
+
+def _template_fields(operation_name: str) -> tuple[str, ...]:
+    return aws_template_fields(*argument_names(operation_name), CLI_INPUT_JSON)
+
+
+def _renderers(operation_name: str) -> dict[str, str]:
+    return {**dict.fromkeys(json_argument_names(operation_name), "json"), CLI_INPUT_JSON: "json"}
+
+
+class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
+    """
+    Shared behaviour: model-driven arguments and validation, start, wait/defer, cancel on kill, link.
+
+    Subclasses set ``operation_name`` (the API call that starts the resource), ``kind`` (what is
+    waited on), ``link`` and the ``template_fields`` for the operation, and implement
+    :meth:`call_start` and :meth:`trigger_for`.
+
+    :param cli_input_json: The document ``--cli-input-json`` takes: a dict or a JSON string with the
+        API's camelCase member names (as ``aws cleanroomsml ... --generate-cli-skeleton input``
+        prints). Explicit arguments override its members. (templated)
+    :param wait_for_completion: Wait until the resource is ``ACTIVE`` (default ``True``). With
+        ``False`` the task ends as soon as the API call returned.
+    :param waiter_delay: Seconds between status checks. (default: 60)
+    :param waiter_max_attempts: Maximum number of status checks. (default: 720, i.e. 12 h at 60 s)
+    :param deferrable: Wait in the triggerer instead of a worker slot (needs aiobotocore).
+        (default: ``[operators] default_deferrable``, else ``False``)
+    :param cancel_on_kill: Cancel the job when the task is killed, times out (``execution_timeout``
+        or the deferral timeout) or gives up waiting (``waiter_max_attempts``). (default: ``True``)
+    """
+
+    aws_hook_class = CleanRoomsMLHook
+    operation_name: ClassVar[str]
+    kind: ClassVar[ResourceKind]
+    link: ClassVar[type[_CleanRoomsMLLink]]
+    ui_color = "#ff9900"
+
+    def __init__(
+        self,
+        *,
+        api_arguments: dict[str, Any],
+        cli_input_json: dict[str, Any] | str | None = None,
+        wait_for_completion: bool = True,
+        waiter_delay: int = 60,
+        waiter_max_attempts: int = 720,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        members = argument_members(self.operation_name)
+        # Members a newer botocore model adds arrive here by name; accept them like the others.
+        newer = {
+            name: kwargs.pop(name) for name in list(kwargs) if name in members and name not in api_arguments
+        }
+        super().__init__(**kwargs)
+        values = {**api_arguments, **newer}
+        for name in members:
+            setattr(self, name, values.get(name))
+        self.cli_input_json = cli_input_json
+        self.wait_for_completion = wait_for_completion
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+        self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
+        self._job_arn: str | None = None
+        self._request: dict[str, Any] = {}
+
+    # ---- the seam: build -> start -> wait --------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        request = self.build_request()
+        arn = self.start_job(context, request)
+        return self.wait_for_job(context, arn)
+
+    @property
+    def api_arguments(self) -> dict[str, Any]:
+        """The (rendered) operator arguments, by snake_case name."""
+        return {name: getattr(self, name, None) for name in argument_names(self.operation_name)}
+
+    def build_request(self) -> dict[str, Any]:
+        """Build the camelCase request from the rendered arguments and validate it (no API call)."""
+        self._request = build_request(self.operation_name, self.api_arguments, self.cli_input_json)
+        return self._request
+
+    @property
+    def membership_id(self) -> str:
+        """The membership of the resource, from the validated request."""
+        value = self._request.get("membershipIdentifier") or getattr(self, "membership_identifier", None)
+        return str(value or "")
+
+    def start_job(self, context: Context, request: dict[str, Any]) -> str:
+        """Make the one API call that starts the resource; record its ARN (XCom, link, on_kill)."""
+        self.log.info("Calling %s for %s", self.operation_name, self.describe_request(request))
+        arn = self.call_start(context, request)
+        self._job_arn = arn
+        self.log.info("Started %s %s", self.kind.label, arn)
+        # Kept apart from return_value so a task resumed after a deferral timeout can still cancel it.
+        context["ti"].xcom_push(key=self.kind.arn_member_snake, value=arn)
+        self.link.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            arn=arn,
+            membership_id=self.membership_id,
+        )
+        return arn
+
+    def describe_request(self, request: dict[str, Any]) -> str:
+        """A short description for the log (values under sensitive keys are already masked)."""
+        return f"membership {request.get('membershipIdentifier')}, name {request.get('name')!r}"
+
+    def call_start(self, context: Context, request: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def trigger_for(self, arn: str) -> _CleanRoomsMLResourceTrigger:
+        raise NotImplementedError
+
+    def wait_extra(self) -> dict[str, Any]:
+        """Extra Get/Cancel members identifying the resource (e.g. a trained model version)."""
+        return {}
+
+    def wait_for_job(self, context: Context, arn: str) -> Any:
+        """Wait until the resource is ``ACTIVE`` (poll here, or defer to the triggerer); return the result."""
+        if not self.wait_for_completion:
+            return self.job_result(context, arn)
+        if self.deferrable:
+            self.log.info("Deferring until %s %s is ACTIVE", self.kind.label, arn)
+            self.defer(trigger=self.trigger_for(arn), method_name="execute_complete")
+        try:
+            self.hook.wait_for(
+                self.kind,
+                self.membership_id,
+                arn,
+                waiter_delay=self.waiter_delay,
+                waiter_max_attempts=self.waiter_max_attempts,
+                **self.wait_extra(),
+            )
+        except CleanRoomsMLWaitTimeoutError:
+            self.cancel_job(arn, reason=f"it is not ACTIVE after {self.waiter_max_attempts} checks")
+            raise
+        return self.job_result(context, arn)
+
+    def job_result(self, context: Context, arn: str) -> Any:
+        """What the task returns (XCom ``return_value``): the resource ARN."""
+        return arn
+
+    def get_job_state(self, arn: str) -> ResourceState:
+        """Read the resource's current status and ``statusDetails``."""
+        return self.hook.get_state(self.kind, self.membership_id, arn, **self.wait_extra())
+
+    # ---- deferral ----------------------------------------------------------------------------
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """
+        Resume after the trigger fired.
+
+        Accepts the plain ``AwsBaseWaiterTrigger`` error event (``message`` only: the status is then
+        read once more) and the richer one with ``job_status`` and ``status_details``.
+        """
+        event = validate_execute_complete_event(event)
+        arn = event.get(self.kind.arn_member_snake) or self._arn_from_xcom(context)
+        if not arn:
+            raise AirflowException(f"Trigger event carries no {self.kind.arn_member_snake}: {event}")
+        self._job_arn = arn
+        if not self._request:
+            self._request = {"membershipIdentifier": getattr(self, "membership_identifier", None)}
+        if event.get("status") == "success":
+            self.log.info("%s %s is ACTIVE", self.kind.label.capitalize(), arn)
+            return self.job_result(context, arn)
+        status = event.get("job_status")
+        details = event.get("status_details")
+        if status is None:
+            try:
+                state = self.get_job_state(arn)
+                status, details = state.status, state.status_details
+            except Exception as error:
+                self.log.warning("Could not read the final status of %s: %s", arn, error)
+        message = event.get("message") or "trigger reported an error"
+        if status is not None and self.kind.is_failure(status):
+            raise CleanRoomsMLJobFailedError(self.kind.label, arn, status, details)
+        if status is None or self.kind.is_pending(status):
+            self.cancel_job(arn, reason="the wait in the triggerer ended before it was ACTIVE")
+            raise CleanRoomsMLWaitTimeoutError(
+                f"{self.kind.label.capitalize()} {arn} is {status or 'in an unknown status'}: {message}"
+            )
+        # The waiter stopped on an error but the resource is ACTIVE after all.
+        return self.job_result(context, arn)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        if next_method == _TRIGGER_FAIL_METHOD:
+            # The deferral timed out (or the trigger crashed): the task fails; cancel what it started.
+            arn = self._arn_from_xcom(context)
+            if arn:
+                self.cancel_job(arn, reason=f"the deferred task failed ({(next_kwargs or {}).get('error')})")
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _arn_from_xcom(self, context: Context) -> str | None:
+        try:
+            return context["ti"].xcom_pull(task_ids=self.task_id, key=self.kind.arn_member_snake)
+        except Exception as error:
+            self.log.warning("Could not read the %s from XCom: %s", self.kind.arn_member_snake, error)
+            return None
+
+    # ---- cancel ------------------------------------------------------------------------------
+
+    def on_kill(self) -> None:
+        """Cancel the job this task started (SIGTERM, mark failed, ``execution_timeout``)."""
+        if self._job_arn:
+            self.cancel_job(self._job_arn, reason="the task was killed")
+
+    def cancel_job(self, arn: str, *, reason: str) -> bool:
+        """Cancel the resource unless ``cancel_on_kill`` is off; never raises. Return whether it was asked."""
+
+        if not self.cancel_on_kill or self.kind.cancel_operation is None:
+            return False
+        membership = self.membership_id
+        self.log.warning("Cancelling %s %s because %s", self.kind.label, arn, reason)
+        try:
+            self.hook.cancel(self.kind, membership, arn, **self.wait_extra())
+        except Exception as error:
+            self.log.warning("Could not cancel %s %s: %s", self.kind.label, arn, error)
+            return False
+        return True
+
+    def _trigger_common(self) -> dict[str, Any]:
+        return {
+            "waiter_delay": self.waiter_delay,
+            "waiter_max_attempts": self.waiter_max_attempts,
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "botocore_config": self.botocore_config,
+        }
+
+
+class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLBaseOperator):
+    """
+    Start a trained model inference job (``aws cleanroomsml start-trained-model-inference-job``).
+
+    Returns the job ARN (XCom ``return_value``), so ``operator.output`` feeds a sensor.
+
+    .. seealso::
+        https://docs.aws.amazon.com/cli/latest/reference/cleanroomsml/start-trained-model-inference-job.html
+
+    :param membership_identifier: The membership ID of the membership that contains the job. (templated)
+    :param name: The name of the job. (templated)
+    :param trained_model_arn: The ARN of the trained model used for this job. (templated)
+    :param trained_model_version_identifier: The version of the trained model to use. (templated)
+    :param configured_model_algorithm_association_arn: The ARN of the configured model algorithm
+        association used for this job. (templated)
+    :param resource_config: ``{"instanceType": ..., "instanceCount": ...}``. (templated)
+    :param output_configuration: ``{"members": [{"accountId": ...}], "accept": ...}``. (templated)
+    :param data_source: ``{"mlInputChannelArn": ...}``. (templated)
+    :param description: The description of the job. (templated)
+    :param container_execution_parameters: ``{"maxPayloadInMB": ...}``. (templated)
+    :param environment: Environment variables for the inference container; values under
+        sensitive-looking keys are masked in logs. (templated)
+    :param kms_key_arn: The ARN of the KMS key encrypting the job's data. (templated)
+    :param tags: Tags for the job. (templated)
+    :param ml_model_inference_payer_account_id: The account that pays for the inference. (templated)
+
+    Also takes ``cli_input_json``, ``wait_for_completion``, ``waiter_delay``, ``waiter_max_attempts``,
+    ``deferrable`` and ``cancel_on_kill`` (see :class:`CleanRoomsMLBaseOperator`) and the AWS
+    arguments ``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``.
+    """
+
+    operation_name = START_TRAINED_MODEL_INFERENCE_JOB
+    kind = TRAINED_MODEL_INFERENCE_JOB
+    link = CleanRoomsMLTrainedModelInferenceJobLink
+    operator_extra_links = (CleanRoomsMLTrainedModelInferenceJobLink(),)
+    template_fields: Sequence[str] = _template_fields(START_TRAINED_MODEL_INFERENCE_JOB)
+    template_fields_renderers = _renderers(START_TRAINED_MODEL_INFERENCE_JOB)
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str | None = None,
+        name: str | None = None,
+        trained_model_arn: str | None = None,
+        trained_model_version_identifier: str | None = None,
+        configured_model_algorithm_association_arn: str | None = None,
+        resource_config: dict[str, Any] | str | None = None,
+        output_configuration: dict[str, Any] | str | None = None,
+        data_source: dict[str, Any] | str | None = None,
+        description: str | None = None,
+        container_execution_parameters: dict[str, Any] | str | None = None,
+        environment: dict[str, str] | str | None = None,
+        kms_key_arn: str | None = None,
+        tags: dict[str, str] | str | None = None,
+        ml_model_inference_payer_account_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            api_arguments={
+                "membership_identifier": membership_identifier,
+                "name": name,
+                "trained_model_arn": trained_model_arn,
+                "trained_model_version_identifier": trained_model_version_identifier,
+                "configured_model_algorithm_association_arn": configured_model_algorithm_association_arn,
+                "resource_config": resource_config,
+                "output_configuration": output_configuration,
+                "data_source": data_source,
+                "description": description,
+                "container_execution_parameters": container_execution_parameters,
+                "environment": environment,
+                "kms_key_arn": kms_key_arn,
+                "tags": tags,
+                "ml_model_inference_payer_account_id": ml_model_inference_payer_account_id,
+            },
+            **kwargs,
+        )
+
+    def call_start(self, context: Context, request: dict[str, Any]) -> str:
+        return self.hook.start_trained_model_inference_job(request)
+
+    def trigger_for(self, arn: str) -> CleanRoomsMLTrainedModelInferenceJobCompleteTrigger:
+        return CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(
+            membership_identifier=self.membership_id,
+            trained_model_inference_job_arn=arn,
+            cancel_on_kill=self.cancel_on_kill,
+            **self._trigger_common(),
+        )
+
+
+class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLBaseOperator):
+    """
+    Train a model (``aws cleanroomsml create-trained-model``) and wait until it is ``ACTIVE``.
+
+    Returns the trained model ARN (XCom ``return_value``) and pushes the new version under the XCom
+    key ``trained_model_version_identifier``.
+
+    :param membership_identifier: The membership ID of the member that is creating the trained
+        model. (templated)
+    :param name: The name of the trained model. (templated)
+    :param configured_model_algorithm_association_arn: The association of the algorithm to
+        train. (templated)
+    :param hyperparameters: Algorithm-specific parameters that influence training. (templated)
+    :param environment: Environment variables for the training container; values under
+        sensitive-looking keys are masked in logs. (templated)
+    :param resource_config: ``{"instanceType": ..., "instanceCount": ..., "volumeSizeInGB": ...}``.
+        (templated)
+    :param stopping_condition: ``{"maxRuntimeInSeconds": ...}``. (templated)
+    :param incremental_training_data_channels: ``[{"trainedModelArn": ..., "channelName": ...}]``.
+        (templated)
+    :param data_channels: ``[{"mlInputChannelArn": ..., "channelName": ...}]``. (templated)
+    :param training_input_mode: ``File``, ``FastFile`` or ``Pipe`` (from the model). (templated)
+    :param description: The description of the trained model. (templated)
+    :param kms_key_arn: The ARN of the KMS key encrypting the model artifacts. (templated)
+    :param tags: Tags for the trained model. (templated)
+    :param ml_model_training_payer_account_id: The account that pays for the training. (templated)
+
+    Also takes ``cli_input_json``, ``wait_for_completion``, ``waiter_delay``, ``waiter_max_attempts``,
+    ``deferrable``, ``cancel_on_kill`` and the AWS arguments.
+    """
+
+    operation_name = CREATE_TRAINED_MODEL
+    kind = TRAINED_MODEL
+    link = CleanRoomsMLTrainedModelLink
+    operator_extra_links = (CleanRoomsMLTrainedModelLink(),)
+    template_fields: Sequence[str] = _template_fields(CREATE_TRAINED_MODEL)
+    template_fields_renderers = _renderers(CREATE_TRAINED_MODEL)
+
+    VERSION_XCOM_KEY = "trained_model_version_identifier"
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str | None = None,
+        name: str | None = None,
+        configured_model_algorithm_association_arn: str | None = None,
+        hyperparameters: dict[str, str] | str | None = None,
+        environment: dict[str, str] | str | None = None,
+        resource_config: dict[str, Any] | str | None = None,
+        stopping_condition: dict[str, Any] | str | None = None,
+        incremental_training_data_channels: list[dict[str, Any]] | str | None = None,
+        data_channels: list[dict[str, Any]] | str | None = None,
+        training_input_mode: str | None = None,
+        description: str | None = None,
+        kms_key_arn: str | None = None,
+        tags: dict[str, str] | str | None = None,
+        ml_model_training_payer_account_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            api_arguments={
+                "membership_identifier": membership_identifier,
+                "name": name,
+                "configured_model_algorithm_association_arn": configured_model_algorithm_association_arn,
+                "hyperparameters": hyperparameters,
+                "environment": environment,
+                "resource_config": resource_config,
+                "stopping_condition": stopping_condition,
+                "incremental_training_data_channels": incremental_training_data_channels,
+                "data_channels": data_channels,
+                "training_input_mode": training_input_mode,
+                "description": description,
+                "kms_key_arn": kms_key_arn,
+                "tags": tags,
+                "ml_model_training_payer_account_id": ml_model_training_payer_account_id,
+            },
+            **kwargs,
+        )
+        self._version_identifier: str | None = None
+
+    def call_start(self, context: Context, request: dict[str, Any]) -> str:
+        created = self.hook.create_trained_model(request)
+        self._version_identifier = created.get("versionIdentifier")
+        context["ti"].xcom_push(key=self.VERSION_XCOM_KEY, value=self._version_identifier)
+        return created["trainedModelArn"]
+
+    def wait_extra(self) -> dict[str, Any]:
+        return {"versionIdentifier": self._version_identifier} if self._version_identifier else {}
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if self._version_identifier is None:
+            try:
+                self._version_identifier = context["ti"].xcom_pull(
+                    task_ids=self.task_id, key=self.VERSION_XCOM_KEY
+                )
+            except Exception:
+                self._version_identifier = None
+        return super().execute_complete(context, event)
+
+    def trigger_for(self, arn: str) -> CleanRoomsMLTrainedModelCompleteTrigger:
+        return CleanRoomsMLTrainedModelCompleteTrigger(
+            membership_identifier=self.membership_id,
+            trained_model_arn=arn,
+            version_identifier=self._version_identifier,
+            cancel_on_kill=self.cancel_on_kill,
+            **self._trigger_common(),
+        )
+
+
+class CleanRoomsMLCreateMLInputChannelOperator(CleanRoomsMLBaseOperator):
+    """
+    Create an ML input channel (``aws cleanroomsml create-ml-input-channel``) and wait until it is ``ACTIVE``.
+
+    Returns the channel ARN (XCom ``return_value``). A channel cannot be cancelled, so
+    ``cancel_on_kill`` has no effect here.
+
+    :param membership_identifier: The membership ID of the member creating the channel. (templated)
+    :param configured_model_algorithm_associations: The associations allowed to use the channel.
+        (templated)
+    :param input_channel: ``{"dataSource": {...}, "roleArn": ...}``. (templated)
+    :param name: The name of the channel. (templated)
+    :param retention_in_days: Days to keep the channel's data. (templated)
+    :param description: The description of the channel. (templated)
+    :param kms_key_arn: The ARN of the KMS key encrypting the channel's data. (templated)
+    :param tags: Tags for the channel. (templated)
+    :param payer_configuration: Who pays for the channel's compute. (templated)
+
+    Also takes ``cli_input_json``, ``wait_for_completion``, ``waiter_delay``, ``waiter_max_attempts``,
+    ``deferrable`` and the AWS arguments.
+    """
+
+    operation_name = CREATE_ML_INPUT_CHANNEL
+    kind = ML_INPUT_CHANNEL
+    link = CleanRoomsMLInputChannelLink
+    operator_extra_links = (CleanRoomsMLInputChannelLink(),)
+    template_fields: Sequence[str] = _template_fields(CREATE_ML_INPUT_CHANNEL)
+    template_fields_renderers = _renderers(CREATE_ML_INPUT_CHANNEL)
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str | None = None,
+        configured_model_algorithm_associations: list[str] | str | None = None,
+        input_channel: dict[str, Any] | str | None = None,
+        name: str | None = None,
+        retention_in_days: int | str | None = None,
+        description: str | None = None,
+        kms_key_arn: str | None = None,
+        tags: dict[str, str] | str | None = None,
+        payer_configuration: dict[str, Any] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            api_arguments={
+                "membership_identifier": membership_identifier,
+                "configured_model_algorithm_associations": configured_model_algorithm_associations,
+                "input_channel": input_channel,
+                "name": name,
+                "retention_in_days": retention_in_days,
+                "description": description,
+                "kms_key_arn": kms_key_arn,
+                "tags": tags,
+                "payer_configuration": payer_configuration,
+            },
+            **kwargs,
+        )
+
+    def call_start(self, context: Context, request: dict[str, Any]) -> str:
+        return self.hook.create_ml_input_channel(request)
+
+    def trigger_for(self, arn: str) -> CleanRoomsMLInputChannelActiveTrigger:
+        return CleanRoomsMLInputChannelActiveTrigger(
+            membership_identifier=self.membership_id, ml_input_channel_arn=arn, **self._trigger_common()
+        )
+
+
+__all__ = [
+    "CleanRoomsMLBaseOperator",
+    "CleanRoomsMLCreateMLInputChannelOperator",
+    "CleanRoomsMLCreateTrainedModelOperator",
+    "CleanRoomsMLStartTrainedModelInferenceJobOperator",
+]

@@ -1,0 +1,271 @@
+"""
+Turn an operator's rendered arguments into a Clean Rooms ML API request, checked before any call.
+
+The operator arguments are the API's input members in snake_case, read from the installed botocore
+model. A request is built the way the AWS CLI builds one from ``--cli-input-json`` plus options:
+the JSON document (camelCase keys, as ``--generate-cli-skeleton input`` prints) gives the base and
+each explicit argument overrides its member as a whole. Then:
+
+- values that Jinja rendered into strings are turned back into what the model wants where that is
+  unambiguous (a JSON object or list string for an object/list member, ``"2"`` for an integer,
+  ``"true"``/``"false"`` for a boolean); any other string where an object is needed is an error that
+  names the argument;
+- values under sensitive-looking keys (Airflow's own rule, e.g. ``*PASSWORD*``, ``*TOKEN*``) in maps
+  such as ``environment`` are registered with Airflow's secrets masker and never echoed in errors;
+- the request is validated against the model (required members, types, lengths, patterns, enums,
+  ranges, map sizes, tag rules) and every problem is reported at once, named by operator argument.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
+from airflow_cleanrooms.service_model import (
+    ValidationIssue,
+    camel_to_snake,
+    find_input_issues,
+    input_members,
+)
+
+if TYPE_CHECKING:
+    from botocore.model import Shape
+
+CLI_INPUT_JSON = "cli_input_json"
+REDACTED = "<redacted>"
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+_CONTAINER_TYPES = ("structure", "map", "list")
+
+
+@functools.cache
+def argument_members(operation_name: str) -> dict[str, str]:
+    """``{snake_case argument: camelCase member}`` for every input member of the operation."""
+    return {camel_to_snake(member): member for member in input_members(operation_name)}
+
+
+@functools.cache
+def argument_names(operation_name: str) -> tuple[str, ...]:
+    """The operator argument names for an operation, in model order."""
+    return tuple(argument_members(operation_name))
+
+
+@functools.cache
+def json_argument_names(operation_name: str) -> tuple[str, ...]:
+    """Arguments whose members are objects, maps or lists (rendered as JSON in the UI)."""
+    members = input_members(operation_name)
+    return tuple(
+        snake
+        for snake, camel in argument_members(operation_name).items()
+        if members[camel].type_name in _CONTAINER_TYPES
+    )
+
+
+def should_hide_value_for_key(key: str) -> bool:
+    """Airflow's rule for sensitive names (``password``, ``secret``, ``token``, ``api_key``, ...)."""
+    return bool(_sensitive_key_rule()(key))
+
+
+@functools.cache
+def _sensitive_key_rule() -> Any:
+    import importlib
+
+    for module in (
+        "airflow.sdk._shared.secrets_masker",  # Airflow 3.1+
+        "airflow.sdk.execution_time.secrets_masker",  # Airflow 3.0
+        "airflow.utils.log.secrets_masker",
+    ):
+        try:
+            return importlib.import_module(module).should_hide_value_for_key
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("Airflow's secrets masker (should_hide_value_for_key) was not found")
+
+
+def _mask(value: Any, name: str) -> None:
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+    except ImportError:  # pragma: no cover - always present with the pinned amazon provider
+        return
+    mask_secret(value, name)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind_name(shape: Shape) -> str:
+    return "a list" if shape.type_name == "list" else "an object (dict)"
+
+
+class _Builder:
+    def __init__(self, operation_name: str):
+        self.operation_name = operation_name
+        self.members = input_members(operation_name)
+        self.arguments = argument_members(operation_name)
+        self.issues: list[ValidationIssue] = []
+        self.secrets: list[Any] = []
+        self.reported_paths: set[str] = set()
+
+    def issue(self, path: str, message: str) -> None:
+        self.issues.append(ValidationIssue(path, message))
+        self.reported_paths.add(path)
+
+    # -- cli_input_json ---------------------------------------------------------------------
+
+    def parse_cli_input(self, cli_input_json: Any) -> dict[str, Any]:
+        if cli_input_json is None or (isinstance(cli_input_json, str) and not cli_input_json.strip()):
+            return {}
+        document = cli_input_json
+        if isinstance(document, str):
+            try:
+                document = json.loads(document)
+            except ValueError as error:
+                self.issue(CLI_INPUT_JSON, f"is not valid JSON ({error})")
+                return {}
+        if not isinstance(document, Mapping):
+            self.issue(
+                CLI_INPUT_JSON,
+                f"must be a JSON object (dict) of {self.operation_name} members, "
+                f"got {type(document).__name__}",
+            )
+            return {}
+        result: dict[str, Any] = {}
+        for key, value in document.items():
+            if key in self.members:
+                result[key] = value
+                continue
+            self.issue(
+                f"{CLI_INPUT_JSON}.{key}",
+                f"is not a member of the {self.operation_name} input; allowed: "
+                f"{', '.join(self.members)}{self._suggest(str(key))}",
+            )
+        return result
+
+    def _suggest(self, key: str) -> str:
+        names = list(self.members)
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        if not close:
+            normalized = key.replace("_", "").replace("-", "").lower()
+            close = [m for m in names if m.lower() == normalized]
+        return f"; did you mean {close[0]!r}?" if close else ""
+
+    # -- coercion of rendered strings -------------------------------------------------------
+
+    def coerce(self, value: Any, shape: Shape, path: str, show: bool = True) -> Any:
+        kind = shape.type_name
+        if kind in _CONTAINER_TYPES and isinstance(value, str):
+            wanted: type = list if kind == "list" else dict
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, wanted):
+                shown = f": {_show(value)}" if show else ""
+                self.issue(
+                    path,
+                    f"rendered to a string, but {_kind_name(shape)} is needed{shown}. "
+                    f"Pass {_kind_name(shape)} "
+                    "(nested values can be templates), a JSON string of one, or render the DAG's "
+                    "templates as native objects (render_template_as_native_obj=True)",
+                )
+                return value
+            value = parsed
+        if kind == "structure" and isinstance(value, Mapping):
+            return {
+                key: self.coerce(item, shape.members[key], f"{path}.{key}", show)
+                if key in shape.members
+                else item
+                for key, item in value.items()
+            }
+        if kind == "map" and isinstance(value, Mapping):
+            return {
+                key: self.coerce(item, shape.value, f"{path}[{key!r}]", show) for key, item in value.items()
+            }
+        if kind == "list" and isinstance(value, (list, tuple)):
+            return [
+                self.coerce(item, shape.member, f"{path}[{index}]", show) for index, item in enumerate(value)
+            ]
+        if isinstance(value, str):
+            if kind in ("integer", "long") and _INTEGER.fullmatch(value):
+                return int(value)
+            if kind in ("float", "double"):
+                try:
+                    return float(value)
+                except ValueError:
+                    return value
+            if kind == "boolean" and value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
+        return value
+
+    # -- secrets ----------------------------------------------------------------------------
+
+    def collect_secrets(self, request: Mapping[str, Any]) -> None:
+        """Mask values under sensitive keys in the request's string maps (environment, ...)."""
+        for camel, value in request.items():
+            shape = self.members.get(camel)
+            if shape is None or shape.type_name != "map" or not isinstance(value, Mapping):
+                continue
+            for key, item in value.items():
+                if isinstance(key, str) and item is not None and should_hide_value_for_key(key):
+                    self.secrets.append(item)
+                    _mask(item, key)
+
+    def redact(self, issue: ValidationIssue) -> ValidationIssue:
+        message = issue.message
+        for secret in self.secrets:
+            for form in sorted({repr(secret), repr(secret)[:77], str(secret)}, key=len, reverse=True):
+                if form and len(form) >= 3:
+                    message = message.replace(form, REDACTED)
+        return issue if message == issue.message else ValidationIssue(issue.path, message)
+
+    # -- the whole thing --------------------------------------------------------------------
+
+    def build(self, arguments: Mapping[str, Any], cli_input_json: Any) -> dict[str, Any]:
+        unknown = sorted(set(arguments) - set(self.arguments))
+        if unknown:
+            raise TypeError(f"{self.operation_name} has no argument(s) {', '.join(unknown)}")
+        from_json = self.parse_cli_input(cli_input_json)
+        request: dict[str, Any] = {}
+        path_names: dict[str, str] = {}
+        for snake, camel in self.arguments.items():
+            explicit = arguments.get(snake)
+            if explicit is not None:
+                value, path = explicit, snake
+            elif from_json.get(camel) is not None:
+                value, path = from_json[camel], f"{CLI_INPUT_JSON}.{camel}"
+            else:
+                continue
+            path_names[camel] = path
+            shape = self.members[camel]
+            hides_values = shape.type_name == "map"
+            request[camel] = self.coerce(value, shape, path, show=not hides_values)
+        self.collect_secrets(request)
+        for camel in self.arguments.values():
+            path_names.setdefault(camel, camel_to_snake(camel))
+        for found in find_input_issues(self.operation_name, request, path_names):
+            if found.path not in self.reported_paths:
+                self.issues.append(found)
+        if self.issues:
+            raise CleanRoomsMLRequestError(self.operation_name, [self.redact(i) for i in self.issues])
+        return request
+
+
+def build_request(
+    operation_name: str, arguments: Mapping[str, Any], cli_input_json: Any = None
+) -> dict[str, Any]:
+    """
+    Build and validate the request for ``operation_name`` from snake_case arguments.
+
+    :param operation_name: e.g. ``StartTrainedModelInferenceJob``.
+    :param arguments: ``{snake_case argument: rendered value}``; ``None`` means "not given".
+    :param cli_input_json: a dict or JSON string with camelCase members, overridden by ``arguments``.
+    :return: the request with camelCase members, ready for boto3.
+    :raises CleanRoomsMLRequestError: listing every problem, before any API call.
+    """
+    return _Builder(operation_name).build(arguments, cli_input_json)

@@ -1,0 +1,219 @@
+"""Sensors that wait for Clean Rooms ML jobs and trained models to become ``ACTIVE``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, conf
+
+from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
+from airflow_cleanrooms.hooks.cleanrooms_ml import (
+    TRAINED_MODEL,
+    TRAINED_MODEL_INFERENCE_JOB,
+    CleanRoomsMLHook,
+    ResourceKind,
+    ResourceState,
+    format_duration,
+)
+from airflow_cleanrooms.triggers.cleanrooms_ml import (
+    CleanRoomsMLTrainedModelCompleteTrigger,
+    CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
+    _CleanRoomsMLResourceTrigger,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
+    """
+    Poke a Clean Rooms ML resource until it is ``ACTIVE``; fail at once on a failure status.
+
+    Every status other than ``ACTIVE`` and the ``CREATE_*`` statuses still in progress (all read from
+    the model's status enum) fails the task with the resource's ``statusDetails`` in the error. Each
+    status change is logged with the time spent.
+
+    :param deferrable: Wait in the triggerer (needs aiobotocore).
+        (default: ``[operators] default_deferrable``, else ``False``)
+    :param poke_interval: Seconds between checks (also the trigger's delay). (default: 60)
+    :param max_retries: In deferrable mode, the trigger's maximum number of checks. (default: 720)
+    """
+
+    aws_hook_class = CleanRoomsMLHook
+    kind: ClassVar[ResourceKind]
+    ui_color = "#66c3ff"
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float = 60,
+        max_retries: int = 720,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.membership_identifier = membership_identifier
+        self.deferrable = deferrable
+        self.max_retries = max_retries
+        self._last_status: str | None = None
+
+    @property
+    def arn(self) -> str:
+        raise NotImplementedError
+
+    def get_extra(self) -> dict[str, Any]:
+        return {}
+
+    def trigger(self) -> _CleanRoomsMLResourceTrigger:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        self.defer(
+            trigger=self.trigger(),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) if self.timeout else None,
+        )
+
+    def poke(self, context: Context) -> bool:
+        state = self.hook.get_state(self.kind, self.membership_identifier, self.arn, **self.get_extra())
+        self._log_status(state)
+        if self.kind.is_success(state.status):
+            return True
+        if self.kind.is_failure(state.status):
+            raise CleanRoomsMLJobFailedError(self.kind.label, self.arn, state.status, state.status_details)
+        return False
+
+    def _log_status(self, state: ResourceState) -> None:
+        if state.status == self._last_status:
+            return
+        self.log.info(
+            "%s %s is %s%s (age %s)",
+            self.kind.label.capitalize(),
+            self.arn,
+            state.status,
+            f" (was {self._last_status})" if self._last_status else "",
+            format_duration(state.age_seconds()),
+        )
+        self._last_status = state.status
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        """Resume after the trigger fired: succeed on success, fail with the status details otherwise."""
+        event = validate_execute_complete_event(event)
+        if event.get("status") == "success":
+            self.log.info("%s %s is ACTIVE", self.kind.label.capitalize(), self.arn)
+            return self.arn
+        status = event.get("job_status")
+        details = event.get("status_details")
+        if status is None:
+            try:
+                state = self.hook.get_state(
+                    self.kind, self.membership_identifier, self.arn, **self.get_extra()
+                )
+                status, details = state.status, state.status_details
+            except Exception as error:
+                self.log.warning("Could not read the final status of %s: %s", self.arn, error)
+        if status is not None and self.kind.is_failure(status):
+            raise CleanRoomsMLJobFailedError(self.kind.label, self.arn, status, details)
+        if status is not None and self.kind.is_success(status):
+            return self.arn
+        raise AirflowException(
+            f"Waiting for {self.kind.label} {self.arn} ended while it is {status or 'in an unknown status'}: "
+            f"{event.get('message')}"
+        )
+
+    def _trigger_common(self) -> dict[str, Any]:
+        return {
+            "waiter_delay": int(self.poke_interval),
+            "waiter_max_attempts": self.max_retries,
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "botocore_config": self.botocore_config,
+        }
+
+
+class CleanRoomsMLTrainedModelInferenceJobSensor(CleanRoomsMLBaseSensor):
+    """
+    Wait for a trained model inference job to become ``ACTIVE``.
+
+    Fails at once on ``CREATE_FAILED``, ``CANCEL_*`` and ``INACTIVE`` with the job's ``statusDetails``.
+
+    :param membership_identifier: The membership ID of the membership that contains the job. (templated)
+    :param trained_model_inference_job_arn: The ARN of the job, e.g. the start operator's
+        ``output``. (templated)
+
+    Also takes ``deferrable``, ``poke_interval``, ``max_retries``, the sensor arguments (``mode``,
+    ``timeout``, ...) and the AWS arguments.
+    """
+
+    kind = TRAINED_MODEL_INFERENCE_JOB
+    template_fields: Sequence[str] = aws_template_fields(
+        "membership_identifier", "trained_model_inference_job_arn"
+    )
+
+    def __init__(self, *, trained_model_inference_job_arn: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trained_model_inference_job_arn = trained_model_inference_job_arn
+
+    @property
+    def arn(self) -> str:
+        return self.trained_model_inference_job_arn
+
+    def trigger(self) -> CleanRoomsMLTrainedModelInferenceJobCompleteTrigger:
+        return CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(
+            membership_identifier=self.membership_identifier,
+            trained_model_inference_job_arn=self.arn,
+            **self._trigger_common(),
+        )
+
+
+class CleanRoomsMLTrainedModelSensor(CleanRoomsMLBaseSensor):
+    """
+    Wait for a trained model to become ``ACTIVE``.
+
+    Fails at once on ``CREATE_FAILED``, ``CANCEL_*``, ``DELETE_*`` and ``INACTIVE`` with the model's
+    ``statusDetails``.
+
+    :param membership_identifier: The membership ID of the membership that contains the model. (templated)
+    :param trained_model_arn: The ARN of the trained model, e.g. the create operator's ``output``.
+        (templated)
+    :param version_identifier: The version to wait for (default: the latest). (templated)
+
+    Also takes ``deferrable``, ``poke_interval``, ``max_retries``, the sensor arguments and the AWS
+    arguments.
+    """
+
+    kind = TRAINED_MODEL
+    template_fields: Sequence[str] = aws_template_fields(
+        "membership_identifier", "trained_model_arn", "version_identifier"
+    )
+
+    def __init__(
+        self, *, trained_model_arn: str, version_identifier: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.trained_model_arn = trained_model_arn
+        self.version_identifier = version_identifier
+
+    @property
+    def arn(self) -> str:
+        return self.trained_model_arn
+
+    def get_extra(self) -> dict[str, Any]:
+        return {"versionIdentifier": self.version_identifier} if self.version_identifier else {}
+
+    def trigger(self) -> CleanRoomsMLTrainedModelCompleteTrigger:
+        return CleanRoomsMLTrainedModelCompleteTrigger(
+            membership_identifier=self.membership_identifier,
+            trained_model_arn=self.arn,
+            version_identifier=self.version_identifier or None,
+            **self._trigger_common(),
+        )

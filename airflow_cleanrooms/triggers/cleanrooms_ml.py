@@ -1,0 +1,261 @@
+"""Triggers that wait, in the triggerer, for Clean Rooms ML jobs and resources to become ``ACTIVE``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.amazon.aws.exceptions import WaiterTerminalFailure
+from airflow.triggers.base import TriggerEvent
+
+from airflow_cleanrooms.hooks.cleanrooms_ml import (
+    ML_INPUT_CHANNEL,
+    TRAINED_MODEL,
+    TRAINED_MODEL_INFERENCE_JOB,
+    CleanRoomsMLHook,
+    ResourceKind,
+)
+from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import AirflowException
+
+
+class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
+    """
+    Shared behaviour of the provider's triggers.
+
+    - Error events carry the final ``job_status`` and ``status_details`` when the waiter stopped on a
+      failure status (taken from the waiter's last response).
+    - With ``cancel_on_kill``, a user killing the deferred task (mark failed / clear / mark success;
+      Airflow 3.3+ calls :meth:`on_kill` then) cancels the resource. Operators that started the
+      resource set it; sensors, which only watch, never do.
+    """
+
+    aws_hook_class = CleanRoomsMLHook
+    kind: ClassVar[ResourceKind]
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str,
+        arn: str,
+        serialized_fields: dict[str, Any],
+        waiter_args_extra: dict[str, Any] | None = None,
+        cancel_on_kill: bool = False,
+        waiter_delay: int,
+        waiter_max_attempts: int,
+        aws_conn_id: str | None,
+        region_name: str | None,
+        verify: bool | str | None,
+        botocore_config: dict | None,
+    ) -> None:
+        kind = self.kind
+        self.membership_identifier = membership_identifier
+        self.arn = arn
+        self.cancel_on_kill = cancel_on_kill
+        self.waiter_args_extra = {k: v for k, v in (waiter_args_extra or {}).items() if v is not None}
+        super().__init__(
+            serialized_fields={**serialized_fields, "cancel_on_kill": cancel_on_kill},
+            waiter_name=kind.waiter_name,
+            waiter_args=kind.request(membership_identifier, arn, **self.waiter_args_extra),
+            failure_message=f"{kind.label.capitalize()} {arn} failed",
+            status_message=f"{kind.label.capitalize()} {arn} status is",
+            status_queries=["status", "statusDetails"],
+            return_key=kind.arn_member_snake,
+            return_value=arn,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+        )
+
+    def hook(self) -> CleanRoomsMLHook:
+        return CleanRoomsMLHook(**self._hook_parameters)
+
+    def _event_from_exception(self, error: AirflowException) -> TriggerEvent:
+        status: str | None = None
+        details: dict[str, Any] | None = None
+        if isinstance(error, WaiterTerminalFailure) and isinstance(error.last_response, dict):
+            status = error.last_response.get("status")
+            details = error.last_response.get("statusDetails")
+        return TriggerEvent(
+            {
+                "status": "error",
+                "message": str(error),
+                self.return_key: self.return_value,
+                "job_status": status,
+                "status_details": details,
+            }
+        )
+
+    async def on_kill(self) -> None:
+        """Cancel the resource when the user kills the deferred task (only with ``cancel_on_kill``)."""
+        kind = self.kind
+        if not self.cancel_on_kill or kind.cancel_operation is None:
+            return
+        from botocore import xform_name
+
+        self.log.info("Task killed while deferred: cancelling %s %s", kind.label, self.arn)
+        hook = self.hook()
+        async with await hook.get_async_conn() as client:
+            cancel = getattr(client, xform_name(kind.cancel_operation))
+            await cancel(**kind.request(self.membership_identifier, self.arn, **self.waiter_args_extra))
+        self.log.info("Cancel requested for %s %s", kind.label, self.arn)
+
+
+class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceTrigger):
+    """
+    Wait for a trained model inference job to become ``ACTIVE``.
+
+    Emits ``{"status": "success", "trained_model_inference_job_arn": ...}``, or
+    ``{"status": "error", "message": ..., "trained_model_inference_job_arn": ..., "job_status": ...,
+    "status_details": ...}``.
+
+    :param membership_identifier: The membership ID of the membership that contains the job.
+    :param trained_model_inference_job_arn: The ARN of the trained model inference job.
+    :param waiter_delay: Seconds between status checks.
+    :param waiter_max_attempts: Maximum number of status checks.
+    :param cancel_on_kill: Cancel the job if the deferred task is killed (set by the operator that
+        started the job).
+    :param aws_conn_id: The Airflow connection used for AWS credentials.
+    :param region_name: AWS region name.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for the botocore client.
+    """
+
+    kind = TRAINED_MODEL_INFERENCE_JOB
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str,
+        trained_model_inference_job_arn: str,
+        waiter_delay: int = 60,
+        waiter_max_attempts: int = 720,
+        cancel_on_kill: bool = False,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ) -> None:
+        super().__init__(
+            membership_identifier=membership_identifier,
+            arn=trained_model_inference_job_arn,
+            serialized_fields={
+                "membership_identifier": membership_identifier,
+                "trained_model_inference_job_arn": trained_model_inference_job_arn,
+            },
+            cancel_on_kill=cancel_on_kill,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+        )
+
+
+class CleanRoomsMLTrainedModelCompleteTrigger(_CleanRoomsMLResourceTrigger):
+    """
+    Wait for a trained model to become ``ACTIVE``.
+
+    Emits ``{"status": "success", "trained_model_arn": ...}`` or an error event carrying
+    ``job_status`` and ``status_details``.
+
+    :param membership_identifier: The membership ID of the membership that contains the trained model.
+    :param trained_model_arn: The ARN of the trained model.
+    :param version_identifier: The version of the trained model to wait for (optional).
+    :param waiter_delay: Seconds between status checks.
+    :param waiter_max_attempts: Maximum number of status checks.
+    :param cancel_on_kill: Cancel the training if the deferred task is killed.
+    :param aws_conn_id: The Airflow connection used for AWS credentials.
+    :param region_name: AWS region name.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for the botocore client.
+    """
+
+    kind = TRAINED_MODEL
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str,
+        trained_model_arn: str,
+        version_identifier: str | None = None,
+        waiter_delay: int = 60,
+        waiter_max_attempts: int = 720,
+        cancel_on_kill: bool = False,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "membership_identifier": membership_identifier,
+            "trained_model_arn": trained_model_arn,
+        }
+        if version_identifier:
+            fields["version_identifier"] = version_identifier
+        super().__init__(
+            membership_identifier=membership_identifier,
+            arn=trained_model_arn,
+            serialized_fields=fields,
+            waiter_args_extra={"versionIdentifier": version_identifier},
+            cancel_on_kill=cancel_on_kill,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+        )
+
+
+class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
+    """
+    Wait for an ML input channel to become ``ACTIVE``.
+
+    Emits ``{"status": "success", "ml_input_channel_arn": ...}`` or an error event.
+
+    :param membership_identifier: The membership ID of the membership that contains the channel.
+    :param ml_input_channel_arn: The ARN of the ML input channel.
+    :param waiter_delay: Seconds between status checks.
+    :param waiter_max_attempts: Maximum number of status checks.
+    :param aws_conn_id: The Airflow connection used for AWS credentials.
+    :param region_name: AWS region name.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for the botocore client.
+    """
+
+    kind = ML_INPUT_CHANNEL
+
+    def __init__(
+        self,
+        *,
+        membership_identifier: str,
+        ml_input_channel_arn: str,
+        waiter_delay: int = 60,
+        waiter_max_attempts: int = 720,
+        cancel_on_kill: bool = False,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ) -> None:
+        super().__init__(
+            membership_identifier=membership_identifier,
+            arn=ml_input_channel_arn,
+            serialized_fields={
+                "membership_identifier": membership_identifier,
+                "ml_input_channel_arn": ml_input_channel_arn,
+            },
+            cancel_on_kill=cancel_on_kill,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+        )
