@@ -321,7 +321,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
             return {self.durable_job_kind.version_member: job["version"]}
         return {}
 
-    def _request(self, context: Context) -> dict[str, Any]:
+    def _validated_request(self, context: Context) -> dict[str, Any]:
         if self._durable_request is None:
             self._durable_request = self.build_durable_request(context)
         return self._durable_request
@@ -350,7 +350,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
             store.set(self.external_id_key, job)
 
     def _start_or_find(self, context: Context) -> dict[str, Any]:
-        request = dict(self._request(context))
+        request = dict(self._validated_request(context))
         identity = context_identity(context)
         own = self._check_existing(context, request, identity)
         if own is not None:
@@ -367,7 +367,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         # Clear what a status check of an older job may have recorded, so on_kill has nothing
         # stale to cancel if the start call fails.
         self._durable_job = None
-        job = self._start(request)
+        job = self._start(context, request)
         self.log.info("Started %s %s", self.resource_kind.label, job["arn"])
         self._note_job(job, context)
         return job
@@ -386,7 +386,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         merged[IDENTITY_TAG_KEY] = identity
         return merged
 
-    def _start(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _start(self, context: Context, request: dict[str, Any]) -> dict[str, Any]:
         kind = self.durable_job_kind
         method = getattr(self.hook.conn, xform_name(kind.start_operation))
         response = method(**request)
@@ -512,3 +512,99 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 return {}
             raise
+
+
+def _kinds() -> tuple[DurableJobKind, DurableJobKind]:
+    from airflow_cleanrooms.hooks.cleanrooms_ml import TRAINED_MODEL, TRAINED_MODEL_INFERENCE_JOB
+
+    inference = DurableJobKind(
+        resource=TRAINED_MODEL_INFERENCE_JOB,
+        start_operation="StartTrainedModelInferenceJob",
+        list_operation="ListTrainedModelInferenceJobs",
+        match_members=("trainedModelArn", "trainedModelVersionIdentifier"),
+    )
+    model = DurableJobKind(
+        resource=TRAINED_MODEL,
+        start_operation="CreateTrainedModel",
+        list_operation="ListTrainedModels",
+        version_member="versionIdentifier",
+        match_members=("configuredModelAlgorithmAssociationArn",),
+    )
+    return inference, model
+
+
+#: What the inference-job operator and the trained-model operator start and list.
+INFERENCE_JOB_KIND, TRAINED_MODEL_KIND = _kinds()
+
+
+class CleanRoomsMLDurableOperatorMixin(CleanRoomsMLDurableJobMixin):
+    """
+    Durable execution on the seam of the provider's job-starting operators.
+
+    :class:`~airflow_cleanrooms.operators.cleanrooms_ml.CleanRoomsMLBaseOperator` runs
+    ``build_request()`` (validate, no call) -> ``start_job(context, request)``
+    (the one start call; logs, XCom, console link) -> ``wait_for_job(context, arn)`` (poll or defer,
+    cancel on timeout). This mixin keeps those three and puts the durable decision around them:
+    list it first among the bases, e.g.
+    ``class Op(CleanRoomsMLDurableOperatorMixin, CleanRoomsMLBaseOperator)`` with a ``durable_job_kind``.
+    """
+
+    if TYPE_CHECKING:
+        kind: ResourceKind
+        _job_arn: str | None
+
+        def build_request(self) -> dict[str, Any]: ...
+        def start_job(self, context: Context, request: dict[str, Any]) -> str: ...
+        def wait_for_job(self, context: Context, arn: str) -> Any: ...
+        def job_result(self, context: Context, arn: str) -> Any: ...
+
+    #: XCom key of a trained model's version (pushed again when a retry reconnects).
+    version_xcom_key: ClassVar[str] = "trained_model_version_identifier"
+
+    def execute(self, context: Context) -> Any:
+        return self.execute_durable(context)
+
+    def build_durable_request(self, context: Context) -> dict[str, Any]:
+        return self.build_request()
+
+    def _start(self, context: Context, request: dict[str, Any]) -> dict[str, Any]:
+        arn = self.start_job(context, request)
+        version = getattr(self, "_version_identifier", None) if self.durable_job_kind.version_member else None
+        return {"arn": arn, "version": version}
+
+    def track_job(self, job: dict[str, Any], context: Context) -> None:
+        """Point cancel-on-kill, the trigger, XCom and the console link at ``job`` (also on reconnect)."""
+        self._job_arn = job["arn"]
+        if self.durable_job_kind.version_member:
+            self._version_identifier = job.get("version")
+        ti = context["ti"]
+        ti.xcom_push(key=self.kind.arn_member_snake, value=job["arn"])
+        if self.durable_job_kind.version_member and job.get("version"):
+            ti.xcom_push(key=self.version_xcom_key, value=job["version"])
+        link = getattr(self, "link", None)
+        if link is not None:
+            try:
+                link.persist(
+                    context=context,
+                    operator=self,
+                    region_name=self.hook.conn_region_name,
+                    aws_partition=self.hook.conn_partition,
+                    arn=job["arn"],
+                    membership_id=self.membership_identifier,
+                )
+            except Exception as error:  # a console link is never worth failing the task for
+                self.log.debug("Could not persist the console link: %s", error)
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> None:
+        job = _as_ref(external_id)
+        self._note_job(job, context)
+        if self.wait_for_completion:
+            self.wait_for_job(context, job["arn"])
+
+    def defer_on_job(self, job: dict[str, Any], context: Context) -> None:
+        self.wait_for_job(context, job["arn"])
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        job = _as_ref(external_id)
+        self._note_job(job, context)
+        return self.job_result(context, job["arn"])

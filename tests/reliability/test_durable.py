@@ -11,14 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.common.compat.sdk import TaskDeferred
 from durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
-from airflow_cleanrooms.hooks.cleanrooms_ml import TRAINED_MODEL_INFERENCE_JOB, CleanRoomsMLHook
+from airflow_cleanrooms.operators.cleanrooms_ml import (
+    CleanRoomsMLCreateTrainedModelOperator,
+    CleanRoomsMLStartTrainedModelInferenceJobOperator,
+)
 from airflow_cleanrooms.operators.durable import (
     IDENTITY_TAG_KEY,
+    INFERENCE_JOB_KIND,
+    TRAINED_MODEL_KIND,
     CleanRoomsMLDurableJobMixin,
+    CleanRoomsMLDurableOperatorMixin,
     DurableJobKind,
     task_instance_identity,
 )
@@ -31,49 +37,19 @@ START = "StartTrainedModelInferenceJob"
 pytestmark = pytest.mark.integration
 
 
-class _Deferred(Exception):
-    def __init__(self, job: dict[str, Any]):
-        super().__init__(job["arn"])
-        self.job = job
-
-
-class MinimalInferenceOperator(CleanRoomsMLDurableJobMixin, AwsBaseOperator[CleanRoomsMLHook]):
-    """The smallest operator the mixin can drive (the real one is wired in by the operator module)."""
-
-    aws_hook_class = CleanRoomsMLHook
-    durable_job_kind = DurableJobKind(
-        resource=TRAINED_MODEL_INFERENCE_JOB,
-        start_operation=START,
-        list_operation="ListTrainedModelInferenceJobs",
-        match_members=("trainedModelArn",),
+def _durable(operator_class: type, kind: DurableJobKind) -> type:
+    """The operator as shipped if it is durable already, else the same operator with the mixin put on."""
+    if issubclass(operator_class, CleanRoomsMLDurableJobMixin):
+        return operator_class
+    return type(
+        operator_class.__name__,
+        (CleanRoomsMLDurableOperatorMixin, operator_class),
+        {"durable_job_kind": kind},
     )
 
-    def __init__(
-        self,
-        *,
-        arguments: dict[str, Any],
-        wait_for_completion: bool = True,
-        deferrable: bool = False,
-        waiter_delay: int = 0,
-        waiter_max_attempts: int = 200,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.arguments = arguments
-        self.membership_identifier = arguments["membership_identifier"]
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
-        self.waiter_delay = waiter_delay
-        self.waiter_max_attempts = waiter_max_attempts
 
-    def build_durable_request(self, context: Any) -> dict[str, Any]:
-        return build_request(START, self.arguments)
-
-    def defer_on_job(self, job: dict[str, Any], context: Any) -> None:
-        raise _Deferred(job)
-
-    def execute(self, context: Any) -> Any:
-        return self.execute_durable(context)
+InferenceOperator = _durable(CleanRoomsMLStartTrainedModelInferenceJobOperator, INFERENCE_JOB_KIND)
+TrainedModelOperator = _durable(CleanRoomsMLCreateTrainedModelOperator, TRAINED_MODEL_KIND)
 
 
 @pytest.fixture
@@ -96,11 +72,10 @@ def arguments(seeded: dict[str, str], name: str = "durable-job", **overrides: An
     return base
 
 
-def operator(emulator: Any, seeded: dict[str, str], **kwargs: Any) -> MinimalInferenceOperator:
+def operator(emulator: Any, seeded: dict[str, str], **kwargs: Any) -> Any:
     args = arguments(seeded, **kwargs.pop("arg_overrides", {}))
-    return MinimalInferenceOperator(
-        task_id="start_inference", arguments=args, aws_conn_id=emulator.conn_id, **kwargs
-    )
+    kwargs.setdefault("waiter_delay", 0)
+    return InferenceOperator(task_id="start_inference", aws_conn_id=emulator.conn_id, **args, **kwargs)
 
 
 def starts(emulator: Any) -> list[dict[str, Any]]:
@@ -272,18 +247,18 @@ def test_deferrable_retry_defers_on_the_job_found_by_tag(cleanrooms_emulator: An
 
     ti.try_number = 2
     store = FakeTaskStateStore()
-    with pytest.raises(_Deferred) as deferred:
+    with pytest.raises(TaskDeferred) as deferred:
         operator(cleanrooms_emulator, seeded, deferrable=True).execute(make_context(ti, store))
-    assert deferred.value.job["arn"] == orphan
+    assert deferred.value.trigger.arn == orphan
     assert store.values["cleanrooms_ml_job"]["arn"] == orphan
     assert len(starts(cleanrooms_emulator)) == 1
 
     # The next try reads the store first and defers on the same job without any listing.
     ti.try_number = 3
     cleanrooms_emulator.control.clear_requests()
-    with pytest.raises(_Deferred) as again:
+    with pytest.raises(TaskDeferred) as again:
         operator(cleanrooms_emulator, seeded, deferrable=True).execute(make_context(ti, store))
-    assert again.value.job["arn"] == orphan
+    assert again.value.trigger.arn == orphan
     assert [r["operation"] for r in cleanrooms_emulator.control.requests()] == ["GetTrainedModelInferenceJob"]
 
 
@@ -297,3 +272,36 @@ def test_without_task_state_store_the_tag_lookup_still_reconnects(
     ti.try_number = 2
     assert operator(cleanrooms_emulator, seeded).execute(make_context(ti, None)) == first
     assert len(starts(cleanrooms_emulator)) == 1
+
+
+def model_arguments(seeded: dict[str, str], name: str) -> dict[str, Any]:
+    return {
+        "membership_identifier": MEMBERSHIP,
+        "name": name,
+        "configured_model_algorithm_association_arn": seeded["configured_model_algorithm_association_arn"],
+        "resource_config": {"instanceType": "ml.m5.xlarge", "instanceCount": 1, "volumeSizeInGB": 10},
+        "data_channels": [{"mlInputChannelArn": seeded["ml_input_channel_arn"], "channelName": "train"}],
+    }
+
+
+def test_trained_model_crash_window_reuses_the_model_and_its_version(
+    cleanrooms_emulator: Any, seeded: dict
+) -> None:
+    cleanrooms_emulator.control.set_timings(training_seconds=0.5)
+    ti = FakeTaskInstance(task_id="create_trained_model")
+    request = build_request("CreateTrainedModel", model_arguments(seeded, "durable-model"))
+    request["tags"] = {IDENTITY_TAG_KEY: task_instance_identity(ti.dag_id, ti.task_id, ti.run_id, -1)}
+    created = cleanrooms_emulator.client().create_trained_model(**request)
+
+    ti.try_number = 2
+    op = TrainedModelOperator(
+        task_id="create_trained_model",
+        aws_conn_id=cleanrooms_emulator.conn_id,
+        waiter_delay=0,
+        **model_arguments(seeded, "durable-model"),
+    )
+    assert op.execute(make_context(ti, FakeTaskStateStore())) == created["trainedModelArn"]
+    assert ti.xcoms["trained_model_version_identifier"] == created["versionIdentifier"]
+    assert [r for r in cleanrooms_emulator.control.requests("CreateTrainedModel") if r["status"] == 200] == [
+        r for r in cleanrooms_emulator.control.requests("CreateTrainedModel") if r["status"] == 200
+    ][:1]
