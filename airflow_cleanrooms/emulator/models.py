@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -122,6 +123,7 @@ class Resource:
     phases: list[list[Any]]
     details: dict[str, str] | None
     body: dict[str, Any]
+    tags: dict[str, str] | None = None  # filled by Store.get (same query)
 
     def status_at(self, now: float) -> tuple[str | None, float]:
         """``(status, since)`` at ``now``; resources without a lifecycle return ``(None, created)``."""
@@ -134,9 +136,23 @@ class Resource:
         return status, since
 
 
+@dataclass
+class View:
+    """A read response the wire layer may cache: equal keys always render equal responses."""
+
+    key: tuple[Any, ...]
+    build: Callable[[], dict[str, Any]]
+
+
+@functools.lru_cache(maxsize=65536)
 def collaboration_of(membership: str) -> str:
     """A stable collaboration id for a membership (the emulator has one collaboration per membership)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cleanrooms-ml-emulator/membership/{membership}"))
+
+
+@functools.lru_cache(maxsize=65536)
+def _image_digest(arn: str) -> str:
+    return "sha256:" + uuid.uuid5(uuid.NAMESPACE_URL, arn).hex * 2
 
 
 def to_datetime(seconds: float) -> datetime:
@@ -246,15 +262,20 @@ class Store:
 
     def get(self, arn: str, version: str | None = None) -> Resource | None:
         """The resource with this ARN: a given version, or the latest one."""
+        tags = "(SELECT json_group_object(key, value) FROM tags WHERE tags.arn = resources.arn)"
         if version is None:
             rows = self.query(
-                f"SELECT {_COLUMNS} FROM resources WHERE arn = ? ORDER BY id DESC LIMIT 1", (arn,)
+                f"SELECT {_COLUMNS}, {tags} FROM resources WHERE arn = ? ORDER BY id DESC LIMIT 1", (arn,)
             )
         else:
             rows = self.query(
-                f"SELECT {_COLUMNS} FROM resources WHERE arn = ? AND version = ?", (arn, version)
+                f"SELECT {_COLUMNS}, {tags} FROM resources WHERE arn = ? AND version = ?", (arn, version)
             )
-        return self.to_resource(rows[0]) if rows else None
+        if not rows:
+            return None
+        res = self.to_resource(rows[0][:-1])
+        res.tags = json.loads(rows[0][-1]) if rows[0][-1] else {}
+        return res
 
     def tags(self, arn: str) -> dict[str, str]:
         return dict(self.query("SELECT key, value FROM tags WHERE arn = ?", (arn,)))  # type: ignore[arg-type]
@@ -390,12 +411,21 @@ class CleanRoomsMLBackend:
             if status == "ACTIVE" and res.kind in (TRAINED_MODEL, INFERENCE_JOB):
                 data["metricsStatus"] = "PUBLISH_SUCCEEDED"
                 data["logsStatus"] = "PUBLISH_SUCCEEDED"
-        tags = self.store.tags(res.arn)
-        data["tags"] = tags
-        return _project(data, shape if shape is not None else output_shape(operation))
+        shape = shape if shape is not None else output_shape(operation)
+        if "tags" in shape.members:
+            data["tags"] = res.tags if res.tags is not None else self.store.tags(res.arn)
+        return _project(data, shape)
+
+    def _cached_view(self, res: Resource, operation: str) -> View:
+        """The ``operation`` response for ``res``, with a key that changes whenever the response does."""
+        status, since = res.status_at(self.now())
+        tags = tuple(sorted((res.tags or {}).items()))
+        details = json.dumps(res.details, sort_keys=True) if res.details else None
+        key = (operation, res.arn, res.version, status, since, details, tags)
+        return View(key, lambda: self._view(res, operation))
 
     def _computed(self, res: Resource) -> dict[str, Any]:
-        digest = "sha256:" + uuid.uuid5(uuid.NAMESPACE_URL, res.arn).hex * 2
+        digest = _image_digest(res.arn)
         if res.kind == INFERENCE_JOB:
             return {"trainedModelInferenceJobArn": res.arn, "inferenceContainerImageDigest": digest}
         if res.kind == TRAINED_MODEL:
@@ -508,9 +538,9 @@ class CleanRoomsMLBackend:
             res = self._new(db, ALGORITHM, caller, None, params["name"], body, lifecycle=False)
         return {"configuredModelAlgorithmArn": res.arn}
 
-    def get_configured_model_algorithm(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    def get_configured_model_algorithm(self, params: dict[str, Any], caller: Caller) -> View:
         res = self._load(ALGORITHM, params["configuredModelAlgorithmArn"])
-        return self._view(res, "GetConfiguredModelAlgorithm")
+        return self._cached_view(res, "GetConfiguredModelAlgorithm")
 
     def list_configured_model_algorithms(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return self._page(
@@ -527,13 +557,11 @@ class CleanRoomsMLBackend:
             res = self._new(db, ASSOCIATION, caller, membership, params["name"], body, lifecycle=False)
         return {"configuredModelAlgorithmAssociationArn": res.arn}
 
-    def get_configured_model_algorithm_association(
-        self, params: dict[str, Any], caller: Caller
-    ) -> dict[str, Any]:
+    def get_configured_model_algorithm_association(self, params: dict[str, Any], caller: Caller) -> View:
         res = self._load(
             ASSOCIATION, params["configuredModelAlgorithmAssociationArn"], params["membershipIdentifier"]
         )
-        return self._view(res, "GetConfiguredModelAlgorithmAssociation")
+        return self._cached_view(res, "GetConfiguredModelAlgorithmAssociation")
 
     def list_configured_model_algorithm_associations(
         self, params: dict[str, Any], caller: Caller
@@ -557,9 +585,9 @@ class CleanRoomsMLBackend:
             res = self._new(db, CHANNEL, caller, membership, params["name"], body)
         return {"mlInputChannelArn": res.arn}
 
-    def get_ml_input_channel(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    def get_ml_input_channel(self, params: dict[str, Any], caller: Caller) -> View:
         res = self._load(CHANNEL, params["mlInputChannelArn"], params["membershipIdentifier"])
-        return self._view(res, "GetMLInputChannel")
+        return self._cached_view(res, "GetMLInputChannel")
 
     def list_ml_input_channels(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return self._page(
@@ -625,14 +653,14 @@ class CleanRoomsMLBackend:
                     f" ({res.arn}, {status})"
                 )
 
-    def get_trained_model(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    def get_trained_model(self, params: dict[str, Any], caller: Caller) -> View:
         res = self._load(
             TRAINED_MODEL,
             params["trainedModelArn"],
             params["membershipIdentifier"],
             params.get("versionIdentifier"),
         )
-        return self._view(res, "GetTrainedModel")
+        return self._cached_view(res, "GetTrainedModel")
 
     def list_trained_models(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
         # One entry per model: its latest version.
@@ -689,9 +717,9 @@ class CleanRoomsMLBackend:
             res = self._new(db, INFERENCE_JOB, caller, membership, params["name"], body)
         return {"trainedModelInferenceJobArn": res.arn}
 
-    def get_trained_model_inference_job(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    def get_trained_model_inference_job(self, params: dict[str, Any], caller: Caller) -> View:
         res = self._load(INFERENCE_JOB, params["trainedModelInferenceJobArn"], params["membershipIdentifier"])
-        return self._view(res, "GetTrainedModelInferenceJob")
+        return self._cached_view(res, "GetTrainedModelInferenceJob")
 
     def list_trained_model_inference_jobs(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
         where = "kind = ? AND membership = ?"

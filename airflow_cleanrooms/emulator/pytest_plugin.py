@@ -222,24 +222,30 @@ class EmulatorProcess:
 @pytest.fixture
 def cleanrooms_emulator_process(tmp_path: Path) -> Iterator[Callable[..., EmulatorProcess]]:
     """
-    Factory: ``cleanrooms_emulator_process(*cli_args, state=None, set_connection=True)`` starts an
-    emulator process (fast timings unless the args say otherwise) and returns its
-    :class:`EmulatorProcess`; with ``set_connection`` it also sets ``AIRFLOW_CONN_CLEANROOMS_EMULATOR``.
+    Factory: ``cleanrooms_emulator_process(*cli_args, state=None, set_connection=True, env=None)``
+    starts an emulator process (fast timings unless the args or ``env`` say otherwise) and returns
+    its :class:`EmulatorProcess`; with ``set_connection`` it also sets
+    ``AIRFLOW_CONN_CLEANROOMS_EMULATOR`` (restored at teardown).
     """
     started: list[EmulatorProcess] = []
-    env = _EnvPatch()
+    env_patch = _EnvPatch()
 
-    def start(*args: str, state: str | Path | None = None, set_connection: bool = True) -> EmulatorProcess:
+    def start(
+        *args: str,
+        state: str | Path | None = None,
+        set_connection: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> EmulatorProcess:
         defaults: list[str] = []
         for name, value in FAST_TIMINGS.items():
             flag = "--" + name.replace("_", "-")
-            if flag not in args:
+            if flag not in args and f"CLEANROOMS_EMULATOR_{name.upper()}" not in (env or {}):
                 defaults += [flag, str(value)]
         path = Path(state) if state is not None else tmp_path / f"emulator-{len(started)}.db"
-        proc = EmulatorProcess(state=path, args=[*defaults, *args]).start()
+        proc = EmulatorProcess(state=path, args=[*defaults, *args], env=dict(env or {})).start()
         started.append(proc)
         if set_connection:
-            env.set(connection_uri_env(proc.conn_id), connection_json(proc.url))
+            env_patch.set(connection_uri_env(proc.conn_id), connection_json(proc.url))
         return proc
 
     try:
@@ -247,4 +253,4 @@ def cleanrooms_emulator_process(tmp_path: Path) -> Iterator[Callable[..., Emulat
     finally:
         for proc in started:
             proc.stop()
-        env.restore()
+        env_patch.restore()

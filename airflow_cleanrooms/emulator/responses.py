@@ -10,10 +10,13 @@ and the result is serialized with botocore's own rest-json serializer against th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,7 +33,7 @@ from airflow_cleanrooms.emulator.errors import (
     ValidationException,
 )
 from airflow_cleanrooms.emulator.faults import DROP, ERROR, THROTTLE, FaultInjector
-from airflow_cleanrooms.emulator.models import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Caller
+from airflow_cleanrooms.emulator.models import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Caller, View
 from airflow_cleanrooms.emulator.routes import router
 from airflow_cleanrooms.service_model import camel_to_snake, find_input_issues, operation_model
 
@@ -114,6 +117,14 @@ def _query_value(shape: Shape, values: list[str], name: str) -> Any:
     return value
 
 
+RENDERED_CACHE_SIZE = 20_000
+
+
+@functools.cache
+def _handler_name(operation: str) -> str:
+    return camel_to_snake(operation)
+
+
 class CleanRoomsMLResponses:
     """Turns HTTP requests into backend calls and backend results into HTTP replies."""
 
@@ -125,6 +136,9 @@ class CleanRoomsMLResponses:
         self._serializer = RestJSONSerializer(timestamp_precision="millisecond")
         self._parser = RestJSONParser()
         self.control: Any = None  # set by the server: handles /_emulator/ paths
+        # Rendered read responses by View key (a poll of an unchanged job costs no serialization).
+        self._rendered: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._rendered_lock = threading.Lock()
 
     def handle(self, request: HttpRequest) -> HttpReply:
         if request.raw_path.startswith(CONTROL_PREFIX) and self.control is not None:
@@ -215,14 +229,33 @@ class CleanRoomsMLResponses:
             )
         model = operation_model(operation)
         typed = self._parser._parse_shape(model.input_shape, params) if model.input_shape else {}
-        handler = getattr(self.backend, camel_to_snake(operation), None)
-        if handler is None:
+        handler = _handler_name(operation)
+        method = getattr(self.backend, handler, None) if handler else None
+        if method is None:
             raise EmulatorError("NotImplemented", f"The emulator does not implement {operation}")
-        result = handler(typed, caller)
+        result = method(typed, caller)
         output = model.output_shape
-        body = self._serializer._serialize_body_params(result, output) if output is not None else b"{}"
+        if isinstance(result, View):
+            body = self._render_view(result, output)
+        elif output is not None:
+            body = self._serializer._serialize_body_params(result, output)
+        else:
+            body = b"{}"
         headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
         return HttpReply(int(model.http.get("responseCode", 200)), body, headers)
+
+    def _render_view(self, view: View, output: Shape) -> bytes:
+        with self._rendered_lock:
+            body = self._rendered.get(view.key)
+            if body is not None:
+                self._rendered.move_to_end(view.key)
+                return body
+        body = self._serializer._serialize_body_params(view.build(), output)
+        with self._rendered_lock:
+            self._rendered[view.key] = body
+            while len(self._rendered) > RENDERED_CACHE_SIZE:
+                self._rendered.popitem(last=False)
+        return body
 
     def call(self, operation: str, params: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
         """Run an operation in-process (validated, not logged, no faults) and return its JSON result."""

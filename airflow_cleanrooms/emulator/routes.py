@@ -62,9 +62,19 @@ class Router:
             self.routes.append(Route(name, http["method"], pattern, static))
         # Routes with fixed query keys first, then longer literal paths first.
         self.routes.sort(key=lambda r: (-len(r.static_query), -len(r.pattern.pattern)))
+        # Candidates by (method, number of path segments); greedy labels match any depth.
+        self._buckets: dict[tuple[str, int], list[Route]] = {}
+        self._greedy: list[Route] = []
+        for route in self.routes:
+            uri = model.operation_model(route.operation).http["requestUri"].partition("?")[0]
+            if "+}" in uri:
+                self._greedy.append(route)
+            else:
+                self._buckets.setdefault((route.method, uri.count("/")), []).append(route)
 
     def match(self, method: str, raw_path: str, query_keys: set[str]) -> tuple[Route, dict[str, str]] | None:
-        for route in self.routes:
+        candidates = self._buckets.get((method, raw_path.count("/")), [])
+        for route in [*candidates, *self._greedy]:
             if route.static_query and not set(route.static_query) <= query_keys:
                 continue
             labels = route.match(method, raw_path)

@@ -80,7 +80,7 @@ class _AiohttpStack:
 
     async def _stop(self) -> None:
         self._server.close()
-        await self._web_server.shutdown(timeout=1.0)
+        await self._web_server.shutdown(timeout=0.25)
         await self._server.wait_closed()
 
     def start(self) -> None:
@@ -269,7 +269,7 @@ class EmulatorServer:
         stack_cls = _AiohttpStack if self.stack == "aiohttp" else _ThreadingStack
         self._stack = stack_cls(self.responses, self.host, self._requested_port)
         self._stack.start()
-        log.info("Clean Rooms ML emulator listening on %s (state: %s)", self.url, self.state)
+        log.debug("emulator serving %s (state: %s, stack: %s)", self.url, self.state, self.stack)
         return self
 
     def stop(self) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.config import Config
 
-from airflow_cleanrooms.emulator.pytest_plugin import EmulatorHandle
+if TYPE_CHECKING:
+    from airflow_cleanrooms.emulator.pytest_plugin import EmulatorHandle
+
 
 ACCOUNT = "123456789012"
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_cleanrooms.emulator.pytest_plugin import EmulatorHandle
 from airflow_cleanrooms.service_model import service_model
+
+if TYPE_CHECKING:
+    from airflow_cleanrooms.emulator.pytest_plugin import EmulatorHandle
 
 ROLE = "arn:aws:iam::123456789012:role/ml"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/algo:1"
