@@ -428,3 +428,43 @@ def test_trained_model_arn_from_upstream_xcom_is_used_as_is(stub_for, context) -
     op = make(trained_model_arn=MODEL_ARN, wait_for_completion=False)
     stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
     assert op.execute(context) == JOB_ARN
+
+
+def test_a_member_without_an_explicit_parameter_is_still_accepted(stub_for, context) -> None:
+    """What a newer botocore member looks like: not in the signature, accepted by its snake_case name."""
+    from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLBaseOperator
+
+    class MinimalOperator(CleanRoomsMLBaseOperator):
+        operation_name = "StartTrainedModelInferenceJob"
+        kind = TRAINED_MODEL_INFERENCE_JOB
+        link = CleanRoomsMLStartTrainedModelInferenceJobOperator.link
+        template_fields = CleanRoomsMLStartTrainedModelInferenceJobOperator.template_fields
+
+        def __init__(self, *, membership_identifier: str, **kwargs: Any) -> None:
+            super().__init__(api_arguments={"membership_identifier": membership_identifier}, **kwargs)
+
+        def call_start(self, context: Any, request: dict[str, Any]) -> str:
+            return self.hook.start_trained_model_inference_job(request)
+
+    arguments = {k: v for k, v in INFERENCE_ARGS.items() if k != "membership_identifier"}
+    op = MinimalOperator(
+        task_id="t",
+        membership_identifier=MEMBERSHIP,
+        ml_model_inference_payer_account_id="123456789012",
+        aws_conn_id=None,
+        region_name="us-east-1",
+        wait_for_completion=False,
+        **arguments,
+    )
+    assert op.ml_model_inference_payer_account_id == "123456789012"
+    stub_for(op).add_response(
+        "start_trained_model_inference_job",
+        start_response(),
+        {**INFERENCE_REQUEST, "mlModelInferencePayerAccountId": "123456789012"},
+    )
+    assert op.execute(context) == JOB_ARN
+
+
+def test_an_unknown_argument_is_still_rejected() -> None:
+    with pytest.raises(TypeError):
+        make(instance_type="ml.m5.xlarge")

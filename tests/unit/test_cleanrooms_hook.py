@@ -1,0 +1,179 @@
+"""CleanRoomsMLHook: status sets from the model, packaged waiters, reads, cancels and the wait loop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from unit_support import (
+    GET_JOB,
+    GET_MODEL,
+    JOB_ARN,
+    MEMBERSHIP,
+    MODEL_ARN,
+    VERSION,
+    job_response,
+    model_response,
+)
+
+from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
+from airflow_cleanrooms.hooks.cleanrooms_ml import (
+    ML_INPUT_CHANNEL,
+    RESOURCE_KINDS,
+    TRAINED_MODEL,
+    TRAINED_MODEL_INFERENCE_JOB,
+    WAITERS_FILE,
+    CleanRoomsMLHook,
+    format_duration,
+    is_transient_error,
+)
+from airflow_cleanrooms.service_model import enum_values
+
+
+class TestStatusSets:
+    def test_inference_job_statuses_come_from_the_model(self) -> None:
+        kind = TRAINED_MODEL_INFERENCE_JOB
+        assert set(kind.statuses) == set(enum_values("TrainedModelInferenceJobStatus"))
+        assert kind.success_statuses == {"ACTIVE"}
+        assert kind.pending_statuses == {"CREATE_PENDING", "CREATE_IN_PROGRESS"}
+        assert kind.failure_statuses == {
+            "CREATE_FAILED",
+            "CANCEL_PENDING",
+            "CANCEL_IN_PROGRESS",
+            "CANCEL_FAILED",
+            "INACTIVE",
+        }
+
+    def test_trained_model_also_fails_on_delete_statuses(self) -> None:
+        assert {"DELETE_PENDING", "DELETE_IN_PROGRESS", "DELETE_FAILED"} <= TRAINED_MODEL.failure_statuses
+        assert set(TRAINED_MODEL.statuses) == set(enum_values("TrainedModelStatus"))
+
+    def test_channel_statuses(self) -> None:
+        assert ML_INPUT_CHANNEL.success_statuses == {"ACTIVE"}
+        assert "CREATE_FAILED" in ML_INPUT_CHANNEL.failure_statuses
+
+    def test_a_status_the_model_does_not_know_is_a_failure(self) -> None:
+        assert TRAINED_MODEL_INFERENCE_JOB.is_failure("SOMETHING_NEW")
+        assert not TRAINED_MODEL_INFERENCE_JOB.is_failure(None)
+
+    @pytest.mark.parametrize("kind", RESOURCE_KINDS, ids=lambda k: k.waiter_name)
+    def test_packaged_waiter_agrees_with_the_status_sets(self, kind) -> None:
+        waiter = json.loads(WAITERS_FILE.read_text())["waiters"][kind.waiter_name]
+        assert waiter["operation"] == kind.get_operation
+        by_state: dict[str, set[str]] = {"success": set(), "retry": set(), "failure": set()}
+        for acceptor in waiter["acceptors"]:
+            assert acceptor["matcher"] == "path"
+            assert acceptor["argument"] == "status"
+            by_state[acceptor["state"]].add(acceptor["expected"])
+        assert by_state["success"] == kind.success_statuses
+        assert by_state["retry"] == kind.pending_statuses
+        assert by_state["failure"] == kind.failure_statuses
+
+
+class TestHook:
+    def test_client_and_waiters(self) -> None:
+        hook = CleanRoomsMLHook(aws_conn_id=None, region_name="us-east-1")
+        assert hook.client_type == "cleanroomsml"
+        assert hook.conn.meta.service_model.service_name == "cleanroomsml"
+        assert hook.waiter_path == WAITERS_FILE
+        assert WAITERS_FILE.parent.name == "waiters"
+        assert {k.waiter_name for k in RESOURCE_KINDS} <= set(hook.list_waiters())
+
+    def test_custom_waiter_runs_against_the_real_model(self, stubbed_hook) -> None:
+        hook, stubber = stubbed_hook
+        stubber.add_response("get_trained_model_inference_job", job_response("CREATE_IN_PROGRESS"), GET_JOB)
+        stubber.add_response("get_trained_model_inference_job", job_response("ACTIVE"), GET_JOB)
+        waiter = hook.get_waiter("trained_model_inference_job_complete")
+        waiter.wait(**GET_JOB, WaiterConfig={"Delay": 0, "MaxAttempts": 3})
+
+    def test_get_state_returns_status_and_details(self, stubbed_hook) -> None:
+        hook, stubber = stubbed_hook
+        details = {"statusCode": "E", "message": "m"}
+        stubber.add_response(
+            "get_trained_model_inference_job", job_response("CREATE_FAILED", details), GET_JOB
+        )
+        state = hook.get_trained_model_inference_job(MEMBERSHIP, JOB_ARN)
+        assert state.status == "CREATE_FAILED"
+        assert state.status_details == details
+        assert state.age_seconds() is not None
+
+    def test_get_trained_model_with_version(self, stubbed_hook) -> None:
+        hook, stubber = stubbed_hook
+        stubber.add_response(
+            "get_trained_model", model_response("ACTIVE"), {**GET_MODEL, "versionIdentifier": VERSION}
+        )
+        assert hook.get_trained_model(MEMBERSHIP, MODEL_ARN, VERSION).status == "ACTIVE"
+
+    def test_cancel_helpers(self, stubbed_hook) -> None:
+        hook, stubber = stubbed_hook
+        stubber.add_response("cancel_trained_model_inference_job", {}, GET_JOB)
+        stubber.add_response("cancel_trained_model", {}, GET_MODEL)
+        hook.cancel_trained_model_inference_job(MEMBERSHIP, JOB_ARN)
+        hook.cancel_trained_model(MEMBERSHIP, MODEL_ARN)
+
+    def test_a_channel_cannot_be_cancelled(self, stubbed_hook) -> None:
+        hook, _ = stubbed_hook
+        with pytest.raises(ValueError, match="cannot be cancelled"):
+            hook.cancel(ML_INPUT_CHANNEL, MEMBERSHIP, "arn")
+
+
+class TestWaitFor:
+    def test_success(self, stubbed_hook) -> None:
+        hook, stubber = stubbed_hook
+        stubber.add_response("get_trained_model", model_response("CREATE_PENDING"), GET_MODEL)
+        stubber.add_response("get_trained_model", model_response("ACTIVE"), GET_MODEL)
+        state = hook.wait_for(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, waiter_delay=0, waiter_max_attempts=5)
+        assert state.status == "ACTIVE"
+
+    @pytest.mark.parametrize("status", sorted(TRAINED_MODEL.failure_statuses))
+    def test_each_failure_status(self, stubbed_hook, status) -> None:
+        hook, stubber = stubbed_hook
+        stubber.add_response(
+            "get_trained_model", model_response(status, {"statusCode": "C", "message": "M"}), GET_MODEL
+        )
+        with pytest.raises(CleanRoomsMLJobFailedError, match=f"{status}: C: M"):
+            hook.wait_for(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, waiter_delay=0, waiter_max_attempts=5)
+
+    def test_max_attempts(self, stubbed_hook) -> None:
+        hook, stubber = stubbed_hook
+        for _ in range(2):
+            stubber.add_response("get_trained_model", model_response("CREATE_IN_PROGRESS"), GET_MODEL)
+        with pytest.raises(CleanRoomsMLWaitTimeoutError, match="after 2 checks"):
+            hook.wait_for(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, waiter_delay=0, waiter_max_attempts=2)
+
+    def test_error_streak_is_bounded(self, stubbed_hook) -> None:
+        hook, stubber = stubbed_hook
+        for _ in range(3):
+            stubber.add_client_error(
+                "get_trained_model", "ThrottlingException", "slow", 400, expected_params=GET_MODEL
+            )
+        with pytest.raises(Exception, match="ThrottlingException"):
+            hook.wait_for(
+                TRAINED_MODEL,
+                MEMBERSHIP,
+                MODEL_ARN,
+                waiter_delay=0,
+                waiter_max_attempts=50,
+                max_error_streak=2,
+            )
+
+
+def test_transient_error_classification() -> None:
+    from botocore.exceptions import ClientError
+
+    def client_error(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+    assert is_transient_error(client_error("ThrottlingException", 400))
+    assert is_transient_error(client_error("Whatever", 503))
+    assert is_transient_error(EndpointConnectionError(endpoint_url="http://x"))
+    assert not is_transient_error(client_error("ValidationException", 400))
+    assert not is_transient_error(client_error("ResourceNotFoundException", 404))
+
+
+def test_format_duration() -> None:
+    assert format_duration(None) == "?"
+    assert format_duration(2.25) == "2.2s"
+    assert format_duration(75) == "1m15s"
+    assert format_duration(3725) == "1h02m05s"
