@@ -81,6 +81,7 @@ class LocalTopology:
     emulator_args: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
     python: str = sys.executable
+    keep_logs: Path | None = None  # copy every component's log (and task logs) here on stop
     log: Callable[[str], None] = print
 
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
@@ -222,9 +223,20 @@ class LocalTopology:
             raise
 
     def stop(self) -> None:
+        # SIGTERM to all at once, then wait: each service takes seconds to shut down gracefully.
+        for component in self.components:
+            _signal_group(component.process, signal.SIGTERM)
         for component in reversed(self.components):
             _terminate(component.process)
         self.components.clear()
+        if self.keep_logs is not None:
+            self.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in [*self.root.glob("*.log"), self.pg_data / "postgres.log"]:
+                if log.exists():
+                    shutil.copy(log, self.keep_logs / log.name)
+            task_logs = self.airflow_home / "logs"
+            if task_logs.exists():
+                shutil.copytree(task_logs, self.keep_logs / "task-logs", dirs_exist_ok=True)
         if self._pg_started:
             self._pg(["pg_ctl", "-D", str(self.pg_data), "stop", "-m", "fast", "-w"], check=False)
             self._pg_started = False
@@ -355,7 +367,7 @@ class LocalTopology:
             method,
             f"{self.api_url}/api/v2/{path.lstrip('/')}",
             headers={"Authorization": f"Bearer {self.token()}"},
-            timeout=30,
+            timeout=60,
             **kwargs,
         )
         if response.status_code >= 400:
@@ -366,7 +378,10 @@ class LocalTopology:
         """Poll ``check`` until it returns a value; fail with the component logs after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
-            value = check()
+            try:
+                value = check()
+            except httpx.TimeoutException:  # a busy (CPU-starved) api-server: ask again
+                value = None
             if value is not None:
                 return value
             if time.monotonic() > deadline:
@@ -386,11 +401,16 @@ def _tcp_open(port: int) -> bool:
         return False
 
 
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+
+
 def _terminate(process: subprocess.Popen[bytes], grace: float = 20) -> None:
     if process.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+    _signal_group(process, signal.SIGTERM)
     try:
         process.wait(grace)
     except subprocess.TimeoutExpired:

@@ -7,11 +7,17 @@ failure, so a green CI run always means the checks really ran.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import json
 import os
 import shutil
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -32,3 +38,166 @@ def venv_tool(name: str) -> str | None:
     if candidate.exists():
         return str(candidate)
     return shutil.which(name)
+
+
+# ----------------------------------------------------------------------------- the deployment
+# One topology for every deployment and browser test of the session: starting Airflow's four
+# services costs most of the suite's time on a 2-core machine.
+
+TIMINGS: dict[str, float] = {}
+ARTIFACTS = REPO_ROOT / "artifacts"
+MEMBERSHIP_ID = "3f2b8c1e-5d4a-4e6f-9b7c-1a2d3e4f5a6b"
+EXAMPLE_DAGS = (
+    "example_cleanrooms_ml_inference",
+    "example_cleanrooms_ml_inference_deferrable",
+    "example_cleanrooms_ml_train_and_infer",
+    "example_cleanrooms_ml_train_and_infer_deferrable",
+)
+
+
+def _load_deploy_module() -> Any:
+    path = REPO_ROOT / "scripts" / "deploy-local.py"
+    spec = importlib.util.spec_from_file_location("cleanrooms_deploy_local", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def timed(phase: str) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    TIMINGS[phase] = time.monotonic() - started
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.section("deployment timings (seconds)")
+        for phase, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{phase:<45} {seconds:7.1f}")
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "deployment-timings.json").write_text(json.dumps(TIMINGS, indent=2))
+
+
+@pytest.fixture(scope="session")
+def deployment() -> Iterator[Any]:
+    """PostgreSQL + api-server + scheduler + dag-processor + triggerer + emulator, as processes."""
+    deploy = _load_deploy_module()
+    shutil.rmtree(ARTIFACTS / "deployment-logs", ignore_errors=True)
+    topology = deploy.LocalTopology(
+        # Fast job clock and polling: the whole suite's runs finish in well under a minute.
+        emulator_args=["--pending-seconds", "1", "--running-seconds", "3", "--log-level", "WARNING"],
+        extra_env={"CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": "1"},
+        log=lambda line: None,
+        keep_logs=ARTIFACTS / "deployment-logs",
+    )
+    try:
+        with timed("topology start (total)"):
+            topology.start()
+    except deploy.TopologyUnavailable as err:
+        missing_tool(str(err))
+    for phase, seconds in topology.timings.items():
+        TIMINGS[f"  start: {phase}"] = seconds
+    try:
+        yield topology
+    finally:
+        with timed("topology stop"):
+            topology.stop()
+
+
+@dataclass
+class ExampleRun:
+    dag_id: str
+    run_id: str
+    conf: dict[str, Any]
+    state: str
+    task_states: dict[str, str]
+    failure_logs: dict[str, str] = field(default_factory=dict)
+
+
+def _conf(dag_id: str, seeded: dict[str, str], prefix: str) -> dict[str, Any]:
+    if "train_and_infer" in dag_id:
+        return {
+            "membership_id": MEMBERSHIP_ID,
+            "configured_model_algorithm_association_arn": seeded[
+                "configured_model_algorithm_association_arn"
+            ],
+            "training_channel_arn": seeded["ml_input_channel_arn"],
+            "inference_channel_arn": seeded["ml_input_channel_arn"],
+            "name_prefix": prefix,
+        }
+    return {
+        "membership_id": MEMBERSHIP_ID,
+        "trained_model_arn": seeded["trained_model_arn"],
+        "ml_input_channel_arn": seeded["ml_input_channel_arn"],
+        "name_prefix": prefix,
+        "environment": {"SCORE_THRESHOLD": "0.7", "RUN_KIND": "deployment-test"},
+        "tags": {"team": "growth", "suite": "deployment"},
+    }
+
+
+def name_prefix(dag_id: str) -> str:
+    """A job-name prefix unique to each example DAG, so the emulator's jobs map to runs."""
+    return "dt-" + "".join(word[0] for word in dag_id.removeprefix("example_cleanrooms_ml_").split("_"))
+
+
+@pytest.fixture(scope="session")
+def seeded(deployment: Any) -> dict[str, str]:
+    from airflow_cleanrooms.emulator.control import EmulatorControl
+
+    return EmulatorControl(deployment.emulator_url).seed_membership(MEMBERSHIP_ID, trained_model=True)
+
+
+@pytest.fixture(scope="session")
+def example_runs(deployment: Any, seeded: dict[str, str]) -> dict[str, ExampleRun]:
+    """Unpause and trigger every example DAG through the REST API (all at once), wait for the end."""
+    with timed("DAGs parsed (visible in the API)"):
+        deployment.wait_for(
+            "example DAGs parsed",
+            lambda: set(EXAMPLE_DAGS) <= {d["dag_id"] for d in deployment.api("GET", "dags")["dags"]} or None,
+            timeout=180,
+        )
+    runs: dict[str, ExampleRun] = {}
+    with timed("example runs: trigger -> all finished"):
+        for dag_id in EXAMPLE_DAGS:
+            deployment.api("PATCH", f"dags/{dag_id}", json={"is_paused": False})
+            conf = _conf(dag_id, seeded, name_prefix(dag_id))
+            run = deployment.api("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+            runs[dag_id] = ExampleRun(dag_id, run["dag_run_id"], conf, run["state"], {})
+
+        def all_finished() -> bool | None:
+            for run in runs.values():
+                if run.state not in ("success", "failed"):
+                    run.state = deployment.api("GET", f"dags/{run.dag_id}/dagRuns/{run.run_id}")["state"]
+            return all(r.state in ("success", "failed") for r in runs.values()) or None
+
+        deployment.wait_for("example runs finished", all_finished, timeout=420, interval=2)
+    for run in runs.values():
+        tis = deployment.api("GET", f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances")
+        run.task_states = {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
+        for ti in tis["task_instances"]:
+            if ti["state"] != "success":
+                run.failure_logs[ti["task_id"]] = task_log(deployment, run, ti["task_id"], ti["try_number"])
+    return runs
+
+
+def task_log(deployment: Any, run: ExampleRun, task_id: str, try_number: int) -> str:
+    """The task's log as the UI shows it (structured entries joined into text)."""
+    path = f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task_id}/logs/{try_number}"
+    try:
+        body = deployment.api("GET", path, params={"full_content": True})
+    except RuntimeError as err:
+        return f"(log unavailable: {err})"
+    content = body.get("content", [])
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        " ".join(
+            str(entry.get(k, "")) for k in ("timestamp", "level", "event", "error_detail") if entry.get(k)
+        )
+        if isinstance(entry, dict)
+        else str(entry)
+        for entry in content
+    )

@@ -1,0 +1,114 @@
+"""The example DAGs in a real Airflow deployment, driven only through its REST API.
+
+PostgreSQL, api-server, scheduler, dag-processor, triggerer (LocalExecutor) and the emulator run
+as separate processes (scripts/deploy-local.py, the topology of docker/docker-compose.yaml). Every
+example DAG, sync and deferrable, is unpaused and triggered through /api/v2; the checks read the
+outcome back through the API (run and task states, XCom) and from the emulator (boto3 and its
+request log).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import boto3
+import pytest
+
+from .conftest import MEMBERSHIP_ID, ExampleRun, name_prefix
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+JOB_ARN = re.compile(
+    r"^arn:aws[-a-z]*:cleanrooms-ml:[-a-z0-9]+:\d{12}:membership/[-a-f0-9]+/trained-model-inference-job/"
+)
+
+
+def _emulator_client(deployment: Any) -> Any:
+    return boto3.client(
+        "cleanroomsml",
+        endpoint_url=deployment.emulator_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _xcom(deployment: Any, run: ExampleRun, task_id: str, key: str = "return_value") -> Any:
+    path = f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+    return deployment.api("GET", path, params={"deserialize": True, "stringify": False})["value"]
+
+
+def test_every_example_run_succeeds_sync_and_deferrable(example_runs: dict[str, ExampleRun]) -> None:
+    for run in example_runs.values():
+        logs = "\n".join(f"--- {task}\n{log[-4000:]}" for task, log in run.failure_logs.items())
+        assert run.state == "success", f"{run.dag_id} {run.run_id}: {run.state}, {run.task_states}\n{logs}"
+        assert set(run.task_states.values()) == {"success"}, f"{run.dag_id}: {run.task_states}"
+    expected_tasks = {
+        "example_cleanrooms_ml_inference": {"start_inference", "wait_inference"},
+        "example_cleanrooms_ml_train_and_infer": {
+            "create_trained_model",
+            "wait_trained_model",
+            "start_inference",
+            "wait_inference",
+        },
+    }
+    for dag_id, tasks in expected_tasks.items():
+        assert set(example_runs[dag_id].task_states) == tasks
+        assert set(example_runs[f"{dag_id}_deferrable"].task_states) == tasks
+
+
+def test_inference_job_arn_is_in_xcom_and_the_job_ran(
+    deployment: Any, example_runs: dict[str, ExampleRun]
+) -> None:
+    client = _emulator_client(deployment)
+    for run in example_runs.values():
+        arn = _xcom(deployment, run, "start_inference")
+        assert isinstance(arn, str) and JOB_ARN.match(arn), f"{run.dag_id}: XCom return_value {arn!r}"
+        job = client.get_trained_model_inference_job(
+            membershipIdentifier=MEMBERSHIP_ID, trainedModelInferenceJobArn=arn
+        )
+        assert job["status"] == "ACTIVE", f"{run.dag_id}: {job['status']}"
+        assert job["name"].startswith(name_prefix(run.dag_id) + "-")
+        if "environment" in run.conf:  # inference-only DAGs: the trigger conf reached the API
+            assert job["environment"] == run.conf["environment"]
+            assert client.list_tags_for_resource(resourceArn=arn)["tags"] == run.conf["tags"]
+
+
+def test_train_and_infer_runs_infer_on_the_model_they_trained(
+    deployment: Any, example_runs: dict[str, ExampleRun]
+) -> None:
+    client = _emulator_client(deployment)
+    for dag_id in (
+        "example_cleanrooms_ml_train_and_infer",
+        "example_cleanrooms_ml_train_and_infer_deferrable",
+    ):
+        run = example_runs[dag_id]
+        model_arn = _xcom(deployment, run, "create_trained_model")
+        job_arn = _xcom(deployment, run, "start_inference")
+        job = client.get_trained_model_inference_job(
+            membershipIdentifier=MEMBERSHIP_ID, trainedModelInferenceJobArn=job_arn
+        )
+        assert job["trainedModelArn"] == model_arn
+        model = client.get_trained_model(membershipIdentifier=MEMBERSHIP_ID, trainedModelArn=model_arn)
+        assert model["status"] == "ACTIVE"
+
+
+def test_emulator_holds_exactly_one_job_per_run(deployment: Any, example_runs: dict[str, ExampleRun]) -> None:
+    from airflow_cleanrooms.emulator.control import EmulatorControl
+
+    client = _emulator_client(deployment)
+    jobs = [
+        job
+        for page in client.get_paginator("list_trained_model_inference_jobs").paginate(
+            membershipIdentifier=MEMBERSHIP_ID
+        )
+        for job in page["trainedModelInferenceJobs"]
+    ]
+    for run in example_runs.values():
+        mine = [job for job in jobs if job["name"].startswith(name_prefix(run.dag_id) + "-")]
+        assert len(mine) == 1, f"{run.dag_id}: {len(mine)} jobs in the emulator: {mine}"
+    assert len(jobs) == len(example_runs)
+    control = EmulatorControl(deployment.emulator_url)
+    assert len(control.requests("StartTrainedModelInferenceJob")) == len(example_runs)
+    assert len(control.requests("CreateTrainedModel")) == 2  # one per train-and-infer run
