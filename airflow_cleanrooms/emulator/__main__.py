@@ -17,9 +17,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_cleanrooms.emulator.server import STACKS, EmulatorServer
+from airflow_cleanrooms.emulator.defaults import ENV_PREFIX, STACKS
 
-ENV_PREFIX = "CLEANROOMS_EMULATOR_"
 DEFAULT_STATE = "cleanrooms-ml-emulator.db"
 
 
@@ -110,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from airflow_cleanrooms.emulator.server import EmulatorServer  # botocore loads only now
+
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote
 
-from airflow_cleanrooms.emulator.models import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE
+from airflow_cleanrooms.emulator.defaults import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE
 
 
 class EmulatorControlError(RuntimeError):

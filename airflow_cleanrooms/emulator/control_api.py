@@ -23,8 +23,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from airflow_cleanrooms.emulator.defaults import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE
 from airflow_cleanrooms.emulator.errors import EmulatorError
-from airflow_cleanrooms.emulator.models import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE
 from airflow_cleanrooms.emulator.responses import CONTROL_PREFIX, HttpReply, HttpRequest, json_reply
 
 if TYPE_CHECKING:

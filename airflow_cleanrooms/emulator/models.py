@@ -27,15 +27,16 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_cleanrooms.emulator.defaults import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_REGION,
+)
 from airflow_cleanrooms.emulator.errors import (
     ConflictException,
     ResourceNotFoundException,
     ValidationException,
 )
-from airflow_cleanrooms.service_model import service_model
-
-DEFAULT_REGION = "us-east-1"
-DEFAULT_ACCOUNT_ID = "123456789012"
+from airflow_cleanrooms.service_model import enum_values, service_model
 
 # Resource kinds are the resource-type segment of their ARNs.
 ALGORITHM = "configured-model-algorithm"
@@ -44,15 +45,18 @@ CHANNEL = "ml-input-channel"
 TRAINED_MODEL = "trained-model"
 INFERENCE_JOB = "trained-model-inference-job"
 KINDS = (ALGORITHM, ASSOCIATION, CHANNEL, TRAINED_MODEL, INFERENCE_JOB)
+# The model's status enum of each kind that has a lifecycle.
+STATUS_SHAPES = {
+    CHANNEL: "MLInputChannelStatus",
+    TRAINED_MODEL: "TrainedModelStatus",
+    INFERENCE_JOB: "TrainedModelInferenceJobStatus",
+}
 
 # Statuses after which nothing changes on its own.
 TERMINAL = frozenset({"ACTIVE", "CREATE_FAILED", "INACTIVE", "CANCEL_FAILED", "DELETE_FAILED"})
 # Statuses under which a resource still holds its name in its membership.
 IN_FLIGHT = frozenset({"CREATE_PENDING", "CREATE_IN_PROGRESS", "CANCEL_PENDING", "CANCEL_IN_PROGRESS"})
 CANCELLABLE = frozenset({"CREATE_PENDING", "CREATE_IN_PROGRESS"})
-
-DEFAULT_FAILURE_CODE = "ClientError"
-DEFAULT_FAILURE_MESSAGE = "The emulator was told to fail this job"
 
 
 @dataclass
@@ -518,6 +522,9 @@ class CleanRoomsMLBackend:
                 raise ResourceNotFoundException(f"The resource {arn} was not found")
             if not res.phases:
                 raise ValidationException(f"The resource {arn} has no status")
+            allowed = enum_values(STATUS_SHAPES[res.kind])
+            if status not in allowed:
+                raise ValidationException(f"{status!r} is not a status of a {res.kind}: {', '.join(allowed)}")
             now = self.now()
             res.phases = [p for p in res.phases if p[0] < now] + [[now, status]]
             if status_details is not None:

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from botocore.parsers import RestJSONParser
 from botocore.serialize import RestJSONSerializer
 
+from airflow_cleanrooms.emulator.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 from airflow_cleanrooms.emulator.errors import (
     AccessDeniedException,
     EmulatorError,
@@ -33,7 +34,7 @@ from airflow_cleanrooms.emulator.errors import (
     ValidationException,
 )
 from airflow_cleanrooms.emulator.faults import DROP, ERROR, THROTTLE, FaultInjector
-from airflow_cleanrooms.emulator.models import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Caller, View
+from airflow_cleanrooms.emulator.models import Caller, View
 from airflow_cleanrooms.emulator.routes import router
 from airflow_cleanrooms.service_model import camel_to_snake, find_input_issues, operation_model
 
@@ -173,7 +174,7 @@ class CleanRoomsMLResponses:
                 raise InternalServiceException()
             if parse_error is not None:
                 raise parse_error
-            reply = self._call(operation, params, caller, request_id)
+            reply = self._call(operation, params, caller, request_id, bool(request.body))
             reply.delay = decision.latency
             self.requests.record(
                 operation, params, reply.status, None, "latency" if decision.latency else None
@@ -219,7 +220,14 @@ class CleanRoomsMLResponses:
                 params[name] = _query_value(member, query[wire_name], name)
         return params
 
-    def _call(self, operation: str, params: dict[str, Any], caller: Caller, request_id: str) -> HttpReply:
+    def _call(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        caller: Caller,
+        request_id: str,
+        body_present: bool = True,
+    ) -> HttpReply:
         issues = find_input_issues(operation, params)
         if issues:
             count = len(issues)
@@ -228,7 +236,8 @@ class CleanRoomsMLResponses:
                 f"{count} validation error{'s' if count > 1 else ''} detected: {details}"
             )
         model = operation_model(operation)
-        typed = self._parser._parse_shape(model.input_shape, params) if model.input_shape else {}
+        # URI and query members are typed already; botocore's parser types the JSON body members.
+        typed = self._parser._parse_shape(model.input_shape, params) if body_present else params
         handler = _handler_name(operation)
         method = getattr(self.backend, handler, None) if handler else None
         if method is None:

@@ -19,14 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from airflow_cleanrooms.emulator.control_api import ControlAPI
+from airflow_cleanrooms.emulator.defaults import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE, STACKS
 from airflow_cleanrooms.emulator.faults import FaultInjector
-from airflow_cleanrooms.emulator.models import (
-    DEFAULT_FAILURE_CODE,
-    DEFAULT_FAILURE_MESSAGE,
-    CleanRoomsMLBackend,
-    Store,
-    Timings,
-)
+from airflow_cleanrooms.emulator.models import CleanRoomsMLBackend, Store, Timings
 from airflow_cleanrooms.emulator.requestlog import RequestLog
 from airflow_cleanrooms.emulator.responses import CleanRoomsMLResponses, HttpReply, HttpRequest
 
@@ -38,8 +33,6 @@ if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.control import EmulatorControl
 
 log = logging.getLogger("airflow_cleanrooms.emulator")
-
-STACKS = ("aiohttp", "threading")
 
 
 class _AiohttpStack:

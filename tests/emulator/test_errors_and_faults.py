@@ -275,3 +275,20 @@ def test_control_rejects_bad_settings(cleanrooms_emulator: EmulatorHandle) -> No
     with pytest.raises(EmulatorControlError) as excinfo:
         cleanrooms_emulator.control.seed_membership("not-a-uuid")
     assert excinfo.value.status == 400
+
+
+def test_force_status_accepts_only_the_kinds_statuses(
+    cleanrooms_emulator: EmulatorHandle, client: Any, seeded: dict[str, str]
+) -> None:
+    from airflow_cleanrooms.emulator.control import EmulatorControlError
+
+    control = cleanrooms_emulator.control
+    with pytest.raises(EmulatorControlError, match="not a status"):
+        control.force_status(seeded["trained_model_arn"], "FINISHED")
+    control.force_status(
+        seeded["trained_model_arn"], "DELETE_FAILED", status_details={"statusCode": "X", "message": "stuck"}
+    )
+    model = client.get_trained_model(
+        membershipIdentifier=seeded["membership_id"], trainedModelArn=seeded["trained_model_arn"]
+    )
+    assert (model["status"], model["statusDetails"]["message"]) == ("DELETE_FAILED", "stuck")
