@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="aiohttp",
         choices=STACKS,
     )
+    add("--request-log-size", "API calls kept in the request log (default 10000)", type=int, default=10_000)
     add("--log-level", "logging level (default INFO)", default="INFO")
     return parser
 
@@ -129,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=faults,
         fail_jobs=dict(args.fail_job),
         stack=args.stack,
+        request_log_size=args.request_log_size,
         pending_seconds=args.pending_seconds,
         running_seconds=args.running_seconds,
         training_seconds=args.training_seconds,

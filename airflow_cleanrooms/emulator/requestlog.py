@@ -3,7 +3,8 @@ The log of AWS API calls the emulator received, for tests to assert on.
 
 Each entry holds the operation name, its parsed parameters (model member names, as the client sent
 them), the HTTP status answered, the error code if any, and the fault injected if any. Headers are
-never recorded (they carry credentials and signatures).
+never recorded (they carry credentials and signatures). Only the newest ``maxlen`` calls are kept, so
+a long demo with many pollers stays small.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 
 class RequestLog:
-    def __init__(self, maxlen: int = 100_000):
+    def __init__(self, maxlen: int = 10_000):
         self._entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self._lock = threading.Lock()
         self._seq = itertools.count(1)

@@ -182,6 +182,7 @@ class EmulatorServer:
     :param faults: initial fault settings (``FaultSettings`` fields).
     :param fail_jobs: ``{name: (statusCode, message)}`` jobs/trained models to end in CREATE_FAILED.
     :param stack: ``"aiohttp"`` (default) or ``"threading"``.
+    :param request_log_size: how many of the latest API calls the request log keeps.
     """
 
     def __init__(
@@ -194,6 +195,7 @@ class EmulatorServer:
         faults: Mapping[str, Any] | None = None,
         fail_jobs: Mapping[str, tuple[str, str] | str | None] | None = None,
         stack: str = "aiohttp",
+        request_log_size: int = 10_000,
         **timing_values: float | None,
     ):
         if stack not in STACKS:
@@ -212,7 +214,7 @@ class EmulatorServer:
         self.faults = FaultInjector()
         if faults:
             self.faults.configure(faults)
-        self.requests = RequestLog()
+        self.requests = RequestLog(request_log_size)
         self.responses = CleanRoomsMLResponses(self.backend, self.faults, self.requests)
         self.responses.control = ControlAPI(self.responses, self.state, on_reset=self.reset)
         self._initial_timings = resolved.as_dict()

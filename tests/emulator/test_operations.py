@@ -309,3 +309,28 @@ def test_pagination(
     everything = getattr(client, operation)(membershipIdentifier=membership, maxResults=100)
     assert "nextToken" not in everything
     assert len(everything[result_key]) == expected_total
+
+
+def test_list_algorithms_and_associations(client: Any, seeded: dict[str, str], required_check: Any) -> None:
+    algorithms = client.list_configured_model_algorithms()
+    assert required_check("ListConfiguredModelAlgorithms", algorithms) == []
+    assert [a["configuredModelAlgorithmArn"] for a in algorithms["configuredModelAlgorithms"]] == [
+        seeded["configured_model_algorithm_arn"]
+    ]
+    associations = client.list_configured_model_algorithm_associations(
+        membershipIdentifier=seeded["membership_id"]
+    )
+    assert required_check("ListConfiguredModelAlgorithmAssociations", associations) == []
+    assert [
+        a["configuredModelAlgorithmAssociationArn"]
+        for a in associations["configuredModelAlgorithmAssociations"]
+    ] == [seeded["configured_model_algorithm_association_arn"]]
+
+
+def test_operations_the_emulator_does_not_serve_say_so(client: Any, membership: str) -> None:
+    import botocore.exceptions
+
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        client.get_ml_configuration(membershipIdentifier=membership)
+    assert excinfo.value.response["Error"]["Code"] == "NotImplemented"
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
