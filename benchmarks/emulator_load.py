@@ -52,9 +52,14 @@ HEADERS = {"Authorization": AUTH, "X-Amz-Date": "20260101T000000Z", "Content-Typ
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
+# Server variants: "<stack>" or "<stack>-<event loop>" (the aiohttp stack's loop; default asyncio).
+VARIANTS = ("aiohttp", "aiohttp-asyncio", "aiohttp-uvloop", "threading")
+
+
 def start_emulator(
-    stack: str, state: str, pending: float, running: float
+    variant: str, state: str, pending: float, running: float
 ) -> tuple[subprocess.Popen[str], str]:
+    stack, _, loop = variant.partition("-")
     command = [
         sys.executable,
         "-m",
@@ -65,6 +70,8 @@ def start_emulator(
         state,
         "--stack",
         stack,
+        "--loop",
+        loop or "asyncio",
         "--pending-seconds",
         str(pending),
         "--running-seconds",
@@ -265,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "--saturate-seconds", type=float, default=5.0, help="back-to-back polling window (default 5)"
     )
     parser.add_argument(
-        "--stack", action="append", choices=["aiohttp", "threading"], help="server stack(s) (default aiohttp)"
+        "--stack", action="append", choices=VARIANTS, help="server stack(s)/loop(s) to run (default aiohttp)"
     )
     parser.add_argument(
         "--state", choices=["file", "memory"], default="file", help="emulator state (default file)"

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_cleanrooms.emulator.defaults import ENV_PREFIX, STACKS
+from airflow_cleanrooms.emulator.defaults import ENV_PREFIX, LOOPS, STACKS
 
 DEFAULT_STATE = "cleanrooms-ml-emulator.db"
 
@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="aiohttp",
         choices=STACKS,
     )
+    add(
+        "--loop",
+        "event loop of the aiohttp stack (default asyncio; uvloop if installed)",
+        default="asyncio",
+        choices=LOOPS,
+    )
     add("--request-log-size", "API calls kept in the request log (default 10000)", type=int, default=10_000)
     add("--log-level", "logging level (default INFO)", default="INFO")
     return parser
@@ -131,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail_jobs=dict(args.fail_job),
         stack=args.stack,
         request_log_size=args.request_log_size,
+        loop=args.loop,
         pending_seconds=args.pending_seconds,
         running_seconds=args.running_seconds,
         training_seconds=args.training_seconds,

@@ -92,7 +92,7 @@ class Timings:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Caller:
     """Who is calling, as far as the emulator cares: where ARNs are minted."""
 
@@ -126,8 +126,16 @@ class Resource:
     created: float
     phases: list[list[Any]]
     details: dict[str, str] | None
-    body: dict[str, Any]
+    # The request members it was created with; stored JSON is decoded on first use (a poll whose
+    # response is cached never needs it).
+    body_data: dict[str, Any] | str
     tags: dict[str, str] | None = None  # filled by Store.get (same query)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if isinstance(self.body_data, str):
+            self.body_data = json.loads(self.body_data)
+        return self.body_data  # type: ignore[return-value]
 
     def status_at(self, now: float) -> tuple[str | None, float]:
         """``(status, since)`` at ``now``; resources without a lifecycle return ``(None, created)``."""
@@ -239,7 +247,7 @@ class Store:
             created=created,
             phases=json.loads(phases),
             details=json.loads(details) if details else None,
-            body=json.loads(body),
+            body_data=body,
         )
 
     def insert(self, db: sqlite3.Connection, res: Resource) -> None:
@@ -369,7 +377,7 @@ class CleanRoomsMLBackend:
             created=now,
             phases=phases,
             details=details,
-            body=body,
+            body_data=body,
         )
         self.store.insert(db, res)
         tags = body.get("tags") or {}

@@ -11,6 +11,7 @@ and the result is serialized with botocore's own rest-json serializer against th
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import re
@@ -48,6 +49,15 @@ log = logging.getLogger("airflow_cleanrooms.emulator")
 
 CONTROL_PREFIX = "/_emulator/"
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/")
+# Request ids are UUID-shaped: a random per-process prefix and a counter.
+_REQUEST_ID_PREFIX = str(uuid.uuid4())[:24]
+_REQUEST_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_REQUEST_COUNTER) % 16**12:012x}"
+
+
 _ACCOUNT_KEY = re.compile(r"[0-9]{12}")
 
 
@@ -85,12 +95,18 @@ def error_reply(error: EmulatorError, request_id: str) -> HttpReply:
 def caller_from(headers: Mapping[str, str], query: Mapping[str, list[str]]) -> Caller:
     """Region and account from the SigV4 credential scope; refuse unsigned requests (403)."""
     auth = headers.get("Authorization") or headers.get("authorization")
-    credential = auth or ("Credential=" + query["X-Amz-Credential"][0] if "X-Amz-Credential" in query else "")
-    if not credential:
-        raise AccessDeniedException("Missing Authentication Token: the request is not signed with SigV4")
+    if auth:
+        if not auth.startswith("AWS4-HMAC-SHA256"):
+            raise AccessDeniedException("Unsupported authorization scheme: sign requests with SigV4")
+        return _caller_of(auth)
+    if "X-Amz-Credential" in query:  # a presigned URL
+        return _caller_of("Credential=" + query["X-Amz-Credential"][0])
+    raise AccessDeniedException("Missing Authentication Token: the request is not signed with SigV4")
+
+
+@functools.lru_cache(maxsize=1024)
+def _caller_of(credential: str) -> Caller:
     found = _CREDENTIAL.search(credential)
-    if auth and not auth.startswith("AWS4-HMAC-SHA256"):
-        raise AccessDeniedException("Unsupported authorization scheme: sign requests with SigV4")
     if found is None:
         return Caller()
     access_key, region = found.group(1), found.group(2)
@@ -144,8 +160,8 @@ class CleanRoomsMLResponses:
     def handle(self, request: HttpRequest) -> HttpReply:
         if request.raw_path.startswith(CONTROL_PREFIX) and self.control is not None:
             return self.control.handle(request)
-        request_id = str(uuid.uuid4())
-        query = parse_qs(request.query_string, keep_blank_values=True)
+        request_id = new_request_id()
+        query = parse_qs(request.query_string, keep_blank_values=True) if request.query_string else {}
         found = self.router.match(request.method, request.raw_path, set(query))
         if found is None:
             code = "UnknownOperationException"
@@ -268,5 +284,5 @@ class CleanRoomsMLResponses:
 
     def call(self, operation: str, params: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
         """Run an operation in-process (validated, not logged, no faults) and return its JSON result."""
-        reply = self._call(operation, dict(params), caller or Caller(), str(uuid.uuid4()))
+        reply = self._call(operation, dict(params), caller or Caller(), new_request_id())
         return json.loads(reply.body)  # type: ignore[no-any-return]

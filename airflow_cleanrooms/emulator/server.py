@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from airflow_cleanrooms.emulator.control_api import ControlAPI
-from airflow_cleanrooms.emulator.defaults import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE, STACKS
+from airflow_cleanrooms.emulator.defaults import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE, LOOPS, STACKS
 from airflow_cleanrooms.emulator.faults import FaultInjector
 from airflow_cleanrooms.emulator.models import CleanRoomsMLBackend, Store, Timings
 from airflow_cleanrooms.emulator.requestlog import RequestLog
@@ -35,14 +35,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("airflow_cleanrooms.emulator")
 
 
+def new_event_loop(kind: str = "asyncio") -> asyncio.AbstractEventLoop:
+    """An event loop: asyncio's, or uvloop's (which must be installed) when asked for."""
+    if kind not in LOOPS:
+        raise ValueError(f"loop must be one of {LOOPS}, got {kind!r}")
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.new_event_loop()
+
+
 class _AiohttpStack:
     """aiohttp's low-level server on its own event loop in a daemon thread."""
 
-    def __init__(self, responses: CleanRoomsMLResponses, host: str, port: int):
+    def __init__(self, responses: CleanRoomsMLResponses, host: str, port: int, loop: str = "asyncio"):
         self.responses = responses
         self.host = host
         self.port = port
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop(loop)
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._web_server: Any = None
@@ -183,6 +194,7 @@ class EmulatorServer:
     :param fail_jobs: ``{name: (statusCode, message)}`` jobs/trained models to end in CREATE_FAILED.
     :param stack: ``"aiohttp"`` (default) or ``"threading"``.
     :param request_log_size: how many of the latest API calls the request log keeps.
+    :param loop: event loop of the aiohttp stack: ``asyncio`` (default) or ``uvloop`` (if installed).
     """
 
     def __init__(
@@ -196,6 +208,7 @@ class EmulatorServer:
         fail_jobs: Mapping[str, tuple[str, str] | str | None] | None = None,
         stack: str = "aiohttp",
         request_log_size: int = 10_000,
+        loop: str = "asyncio",
         **timing_values: float | None,
     ):
         if stack not in STACKS:
@@ -209,6 +222,7 @@ class EmulatorServer:
         self.host = host
         self.state = str(state)
         self.stack = stack
+        self.loop_kind = loop
         self.store = Store(self.state)
         self.backend = CleanRoomsMLBackend(self.store, resolved)
         self.faults = FaultInjector()
@@ -261,8 +275,10 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         if self._stack is not None:
             return self
-        stack_cls = _AiohttpStack if self.stack == "aiohttp" else _ThreadingStack
-        self._stack = stack_cls(self.responses, self.host, self._requested_port)
+        if self.stack == "aiohttp":
+            self._stack = _AiohttpStack(self.responses, self.host, self._requested_port, self.loop_kind)
+        else:
+            self._stack = _ThreadingStack(self.responses, self.host, self._requested_port)
         self._stack.start()
         log.debug("emulator serving %s (state: %s, stack: %s)", self.url, self.state, self.stack)
         return self
