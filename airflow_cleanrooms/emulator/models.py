@@ -691,10 +691,15 @@ class CleanRoomsMLBackend:
     def list_trained_model_versions(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
         arn = params["trainedModelArn"]
         self._load(TRAINED_MODEL, arn, params["membershipIdentifier"])
-        result = self._page(
-            "ListTrainedModelVersions", "trainedModels", "kind = ? AND arn = ?", (TRAINED_MODEL, arn), {}
+        # The status filter needs each version's current status, so page after filtering.
+        rows = self.store.query(
+            f"SELECT {_COLUMNS} FROM resources WHERE kind = ? AND arn = ? ORDER BY id DESC",
+            (TRAINED_MODEL, arn),
         )
-        items = result["trainedModels"]
+        member_shape = output_shape("ListTrainedModelVersions").members["trainedModels"].member
+        items = [
+            self._view(self.store.to_resource(row), "ListTrainedModelVersions", member_shape) for row in rows
+        ]
         if params.get("status"):
             items = [item for item in items if item["status"] == params["status"]]
         offset = _decode_token(params.get("nextToken"))

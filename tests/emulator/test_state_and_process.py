@@ -196,3 +196,23 @@ def test_console_script_help_lists_flags_and_their_environment_variables() -> No
         ("--fail-job", "CLEANROOMS_EMULATOR_FAIL_JOB"),
     ]:
         assert flag in shown and env in shown
+
+
+def test_threading_stack_speaks_the_same_protocol_and_faults() -> None:
+    import botocore.exceptions
+
+    membership = str(uuid.uuid4())
+    with EmulatorServer(state=":memory:", stack="threading", pending_seconds=100) as server:
+        seed = server.control.seed_membership(membership, trained_model=True)
+        client = boto_client(server.url)
+        arn = start_job(client, seed, "threaded")
+        job = client.get_trained_model_inference_job(
+            membershipIdentifier=membership, trainedModelInferenceJobArn=arn
+        )
+        assert job["status"] == "CREATE_PENDING"
+        server.control.set_faults(drop_next=1, throttle_next=1)
+        with pytest.raises(botocore.exceptions.ConnectionClosedError):
+            client.list_trained_models(membershipIdentifier=membership)
+        with pytest.raises(client.exceptions.ThrottlingException):
+            client.list_trained_models(membershipIdentifier=membership)
+        assert [c["fault"] for c in server.control.requests("ListTrainedModels")] == ["drop", "throttle"]
