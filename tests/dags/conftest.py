@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from dags_support import POLL_SECONDS_ENV, REPO_DAGS, RUN_AFTER, dag_bag
+from dags_support import FIRST_RUN_AFTER, POLL_SECONDS_ENV, REPO_DAGS, dag_bag
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
@@ -39,14 +41,74 @@ def aws_default_emulator(cleanrooms_emulator: Any, monkeypatch: pytest.MonkeyPat
     return cleanrooms_emulator
 
 
+_run_after_minutes = itertools.count()
+
+
 @pytest.fixture
-def run_example(example_dags: Path, airflow_db: Path) -> Callable[..., tuple[DAG, DagRun]]:
-    """``run_example(dag_id, conf)``: parse the example DAG from the dags folder and ``dag.test()`` it."""
+def run_after() -> datetime:
+    """A run_after of its own for the test's DAG run (names and the run id derive from it)."""
+    return FIRST_RUN_AFTER.add(minutes=next(_run_after_minutes))
+
+
+@pytest.fixture
+def run_example(
+    example_dags: Path, airflow_db: Path, run_after: datetime
+) -> Callable[..., tuple[DAG, DagRun]]:
+    """``run_example(dag_id, conf)``: parse the example DAG from the dags folder, ``dag.test()`` it."""
 
     def run(dag_id: str, conf: dict[str, Any]) -> tuple[DAG, DagRun]:
         bag = dag_bag(example_dags)
         assert not bag.import_errors, bag.import_errors
         dag = bag.dags[dag_id]
-        return dag, dag.test(run_after=RUN_AFTER, run_conf=conf)
+        return dag, dag.test(run_after=run_after, run_conf=conf)
 
     return run
+
+
+@pytest.fixture
+def inline_triggers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """
+    Class names of the triggers ``dag.test()`` ran for deferred tasks, in order.
+
+    ``dag.test()`` runs a deferred task's trigger in process through ``_run_inline_trigger``; the
+    spy records each one, which proves that (and where) a task deferred.
+    """
+    import airflow.sdk.definitions.dag as sdk_dag
+
+    ran: list[str] = []
+    real = sdk_dag._run_inline_trigger
+
+    def spy(trigger: Any, *args: Any, **kwargs: Any) -> Any:
+        ran.append(type(trigger).__name__)
+        return real(trigger, *args, **kwargs)
+
+    monkeypatch.setattr(sdk_dag, "_run_inline_trigger", spy)
+    return ran
+
+
+@pytest.fixture
+def sensor_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, BaseException]]]:
+    """``(task_id, exception)`` for every error a Clean Rooms ML sensor failed with during the test."""
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLBaseSensor
+
+    raised: list[tuple[str, BaseException]] = []
+
+    def record(method_name: str) -> None:
+        real = getattr(CleanRoomsMLBaseSensor, method_name)
+
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return real(self, *args, **kwargs)
+            except AirflowRescheduleException:  # "check again later" in reschedule mode, not a failure
+                raise
+            except Exception as error:
+                raised.append((self.task_id, error))
+                raise
+
+        monkeypatch.setattr(CleanRoomsMLBaseSensor, method_name, wrapper)
+
+    record("execute")  # poke/reschedule mode
+    record("execute_complete")  # deferrable mode, after the trigger fired
+    yield raised

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,14 @@ INFERENCE = "example_cleanrooms_ml_inference"
 TRAIN_AND_INFER_TASKS = ["create_trained_model", "wait_trained_model", "start_inference", "wait_inference"]
 INFERENCE_TASKS = ["start_inference", "wait_inference"]
 
-# A fixed run_after makes the templated resource names predictable: "<prefix>-...-20260102T030405".
-RUN_AFTER = pendulum.datetime(2026, 1, 2, 3, 4, 5, tz="UTC")
-RUN_AFTER_NODASH = "20260102T030405"
+# Runs get a known run_after, so the names templated from it are predictable; each test its own
+# (dag.test() derives the run id from it, and run ids are unique per DAG).
+FIRST_RUN_AFTER = pendulum.datetime(2026, 1, 2, 3, 4, 5, tz="UTC")
+
+
+def nodash(moment: datetime) -> str:
+    """What ``{{ dag_run.run_after | ts_nodash }}`` renders."""
+    return moment.strftime("%Y%m%dT%H%M%S")
 
 
 def dag_bag(folder: Path) -> Any:
