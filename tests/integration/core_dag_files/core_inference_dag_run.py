@@ -1,0 +1,58 @@
+"""Inference job then sensor, everything templated (copied into the dags folder by test_core_dag_runs.py)."""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import DAG
+
+from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
+from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobSensor
+
+CONN_ID = os.environ.get("CORE_TEST_CONN_ID", "aws_default")
+
+for deferrable in (False, True):
+    with DAG(
+        "core_inference_dag_run" + ("_deferrable" if deferrable else ""),
+        schedule=None,
+        params={
+            "membership_id": "",
+            "trained_model_arn": "",
+            "channel_arn": "",
+            "threshold": "0.5",
+            "receiver_account": "444455556666",
+            "instance_count": 1,
+            "db_password": "",
+        },
+    ) as dag:
+        start = CleanRoomsMLStartTrainedModelInferenceJobOperator(
+            task_id="start_inference",
+            aws_conn_id=CONN_ID,
+            membership_identifier="{{ params.membership_id }}",
+            name="churn-scores-{{ dag_run.run_after | ts_nodash }}",
+            trained_model_arn="{{ params.trained_model_arn }}",
+            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": "{{ params.instance_count }}"},
+            output_configuration={
+                "members": [{"accountId": "{{ params.receiver_account }}"}],
+                "accept": "text/csv",
+            },
+            data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
+            environment={
+                "MODEL_THRESHOLD": "{{ params.threshold }}",
+                "DB_PASSWORD": "{{ params.db_password }}",
+            },
+            tags={"team": "growth", "run_id": "{{ run_id }}"},
+            waiter_delay=1,
+            waiter_max_attempts=60,
+            deferrable=deferrable,
+        )
+        CleanRoomsMLTrainedModelInferenceJobSensor(
+            task_id="wait_inference",
+            aws_conn_id=CONN_ID,
+            membership_identifier="{{ params.membership_id }}",
+            trained_model_inference_job_arn=start.output,
+            poke_interval=1,
+            mode="poke" if deferrable else "reschedule",
+            deferrable=deferrable,
+        )
+    globals()[dag.dag_id] = dag

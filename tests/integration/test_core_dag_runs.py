@@ -1,0 +1,114 @@
+"""
+The inference operator and sensor in real DAG runs (``dag.test()``) against the emulator.
+
+Templates render through Airflow itself (params, ``run_id``, ``dag_run.run_after``), the job ARN
+travels to the sensor through XCom (``start.output``), and what the emulator received is the proof.
+Both the synchronous path (operator polls, sensor in reschedule mode) and the deferrable path
+(triggers run in-process by ``dag.test()``) are covered, plus a job failure carrying status details.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+
+pytestmark = [pytest.mark.integration]
+
+DAG_ID = "core_inference_dag_run"
+RUN_AFTER = pendulum.datetime(2026, 3, 4, 5, 6, 7, tz="UTC")
+FAILING_RUN_AFTER = pendulum.datetime(2026, 3, 4, 6, 0, 0, tz="UTC")
+
+DAG_FILE = Path(__file__).parent / "core_dag_files" / "core_inference_dag_run.py"
+
+
+@pytest.fixture
+def core_dag(airflow_dags_folder: Path, airflow_db: Path, cleanrooms_emulator: Any, monkeypatch) -> Any:
+    monkeypatch.setenv("CORE_TEST_CONN_ID", cleanrooms_emulator.conn_id)
+    shutil.copy2(DAG_FILE, airflow_dags_folder / DAG_FILE.name)
+
+    def load(dag_id: str) -> Any:
+        try:
+            from airflow.dag_processing.dagbag import DagBag
+        except ImportError:  # Airflow < 3.1
+            from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+        bag = DagBag(dag_folder=str(airflow_dags_folder / "core_inference_dag_run.py"))
+        assert not bag.import_errors, bag.import_errors
+        return bag.dags[dag_id]
+
+    return load
+
+
+def _states(dag_run: Any) -> dict[str, str | None]:
+    return {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()}
+
+
+def _conf(seeded: dict[str, str], membership_id: str) -> dict[str, Any]:
+    return {
+        "membership_id": membership_id,
+        "trained_model_arn": seeded["trained_model_arn"],
+        "channel_arn": seeded["ml_input_channel_arn"],
+        "threshold": "0.75",
+        "instance_count": 2,
+        "db_password": "s3cr3t-in-conf",
+    }
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync-reschedule", "deferrable"])
+def test_templated_job_runs_and_sensor_gets_the_arn(core_dag, cleanrooms_emulator, deferrable) -> None:
+    membership_id = str(uuid.uuid4())
+    seeded = cleanrooms_emulator.control.seed_membership(membership_id, trained_model=True)
+    dag = core_dag(DAG_ID + ("_deferrable" if deferrable else ""))
+
+    dag_run = dag.test(run_after=RUN_AFTER, run_conf=_conf(seeded, membership_id))
+
+    assert _states(dag_run) == {"start_inference": "success", "wait_inference": "success"}
+    (start,) = cleanrooms_emulator.control.requests("StartTrainedModelInferenceJob")
+    params = start["params"]
+    assert params["name"] == "churn-scores-20260304T050607"
+    assert params["trainedModelArn"] == seeded["trained_model_arn"]
+    assert params["resourceConfig"] == {"instanceType": "ml.m5.xlarge", "instanceCount": 2}
+    assert params["environment"] == {"MODEL_THRESHOLD": "0.75", "DB_PASSWORD": "s3cr3t-in-conf"}
+    assert params["tags"] == {"team": "growth", "run_id": dag_run.run_id}
+    assert params["outputConfiguration"] == {"members": [{"accountId": "444455556666"}], "accept": "text/csv"}
+
+    # The job ARN reached the sensor through XCom, and the sensor read that very job.
+    start_ti = dag_run.get_task_instance("start_inference")
+    job_arn = start_ti.xcom_pull(task_ids="start_inference")
+    assert (
+        job_arn.startswith("arn:aws:cleanrooms-ml:us-east-1:") and "/trained-model-inference-job/" in job_arn
+    )
+    reads = cleanrooms_emulator.control.requests("GetTrainedModelInferenceJob")
+    assert reads
+    assert {r["params"]["trainedModelInferenceJobArn"] for r in reads} == {job_arn}
+    status = cleanrooms_emulator.client().get_trained_model_inference_job(
+        membershipIdentifier=membership_id, trainedModelInferenceJobArn=job_arn
+    )["status"]
+    assert status == "ACTIVE"
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_job_failure_fails_the_start_task_with_status_details(
+    core_dag, cleanrooms_emulator, deferrable, capfd
+) -> None:
+    membership_id = str(uuid.uuid4())
+    seeded = cleanrooms_emulator.control.seed_membership(membership_id, trained_model=True)
+    cleanrooms_emulator.control.fail_job(
+        "churn-scores-20260304T060000", code="ContainerRuntimeError", message="scoring container exited 3"
+    )
+    dag = core_dag(DAG_ID + ("_deferrable" if deferrable else ""))
+
+    dag_run = dag.test(run_after=FAILING_RUN_AFTER, run_conf=_conf(seeded, membership_id))
+
+    states = _states(dag_run)
+    assert states["start_inference"] == "failed"
+    assert states["wait_inference"] == "upstream_failed"
+    output = capfd.readouterr()
+    logs = output.out + output.err
+    assert "CREATE_FAILED" in logs
+    assert "ContainerRuntimeError: scoring container exited 3" in logs
+    assert "s3cr3t-in-conf" not in logs

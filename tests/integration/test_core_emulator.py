@@ -1,0 +1,209 @@
+"""
+Triggers, cancel-on-kill and the wait loop against the emulator (real HTTP, real boto3/aiobotocore).
+
+The triggers run their ``run()`` to the first event, as the triggerer would; the events must carry
+what the operators' ``execute_complete`` needs (the final status and ``statusDetails``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
+from airflow_cleanrooms.operators.cleanrooms_ml import (
+    CleanRoomsMLCreateTrainedModelOperator,
+    CleanRoomsMLStartTrainedModelInferenceJobOperator,
+)
+from airflow_cleanrooms.triggers.cleanrooms_ml import (
+    CleanRoomsMLTrainedModelCompleteTrigger,
+    CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
+)
+
+pytestmark = [pytest.mark.integration]
+
+RECEIVER = "444455556666"
+
+
+class _TI:
+    task_id = "t"
+    map_index = -1
+
+    def __init__(self) -> None:
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+    def xcom_pull(self, task_ids: Any = None, key: str = "return_value", **_: Any) -> Any:
+        return self.xcoms.get(key)
+
+
+@pytest.fixture
+def seeded(cleanrooms_emulator: Any) -> dict[str, str]:
+    membership_id = str(uuid.uuid4())
+    return cleanrooms_emulator.control.seed_membership(membership_id, trained_model=True)
+
+
+def _inference(emulator: Any, seeded: dict[str, str], name: str, **overrides: Any) -> Any:
+    arguments: dict[str, Any] = {
+        "task_id": "start_inference",
+        "aws_conn_id": emulator.conn_id,
+        "membership_identifier": seeded["membership_id"],
+        "name": name,
+        "trained_model_arn": seeded["trained_model_arn"],
+        "resource_config": {"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+        "output_configuration": {"members": [{"accountId": RECEIVER}]},
+        "data_source": {"mlInputChannelArn": seeded["ml_input_channel_arn"]},
+        "waiter_delay": 0,
+        "waiter_max_attempts": 200,
+    }
+    arguments.update(overrides)
+    return CleanRoomsMLStartTrainedModelInferenceJobOperator(**arguments)
+
+
+def _first_event(trigger: Any, timeout: float = 30) -> dict[str, Any]:
+    async def first() -> dict[str, Any]:
+        generator = trigger.run()
+        try:
+            event = await asyncio.wait_for(generator.__anext__(), timeout)
+        finally:
+            await generator.aclose()
+        return event.payload
+
+    return asyncio.run(first())
+
+
+def _job_status(emulator: Any, seeded: dict[str, str], arn: str) -> str:
+    return emulator.client().get_trained_model_inference_job(
+        membershipIdentifier=seeded["membership_id"], trainedModelInferenceJobArn=arn
+    )["status"]
+
+
+def _start(emulator: Any, seeded: dict[str, str], name: str) -> str:
+    op = _inference(emulator, seeded, name, wait_for_completion=False)
+    return op.execute({"ti": _TI()})
+
+
+def _trigger(emulator: Any, seeded: dict[str, str], arn: str, **overrides: Any) -> Any:
+    arguments: dict[str, Any] = {
+        "membership_identifier": seeded["membership_id"],
+        "trained_model_inference_job_arn": arn,
+        "waiter_delay": 0,
+        "waiter_max_attempts": 500,
+        "aws_conn_id": emulator.conn_id,
+    }
+    arguments.update(overrides)
+    return CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(**arguments)
+
+
+class TestTriggers:
+    def test_success_event(self, cleanrooms_emulator, seeded) -> None:
+        arn = _start(cleanrooms_emulator, seeded, "trigger-ok")
+        event = _first_event(_trigger(cleanrooms_emulator, seeded, arn))
+        assert event["status"] == "success"
+        assert event["trained_model_inference_job_arn"] == arn
+
+    def test_failure_event_then_operator_error_carries_status_details(
+        self, cleanrooms_emulator, seeded
+    ) -> None:
+        cleanrooms_emulator.control.fail_job("trigger-fail", code="OutOfMemory", message="container killed")
+        arn = _start(cleanrooms_emulator, seeded, "trigger-fail")
+        event = _first_event(_trigger(cleanrooms_emulator, seeded, arn))
+        assert event["status"] == "error"
+        assert event["trained_model_inference_job_arn"] == arn
+
+        op = _inference(cleanrooms_emulator, seeded, "trigger-fail", deferrable=True)
+        with pytest.raises(CleanRoomsMLJobFailedError) as raised:
+            op.execute_complete({"ti": _TI()}, event)
+        assert raised.value.status == "CREATE_FAILED"
+        assert raised.value.status_details == {"statusCode": "OutOfMemory", "message": "container killed"}
+
+    def test_exhausted_attempts_then_operator_cancels(self, cleanrooms_emulator, seeded) -> None:
+        cleanrooms_emulator.control.set_timings(pending_seconds=60, running_seconds=60)
+        arn = _start(cleanrooms_emulator, seeded, "trigger-slow")
+        event = _first_event(_trigger(cleanrooms_emulator, seeded, arn, waiter_max_attempts=2))
+        assert event["status"] == "error"
+
+        op = _inference(cleanrooms_emulator, seeded, "trigger-slow", deferrable=True)
+        with pytest.raises(CleanRoomsMLWaitTimeoutError):
+            op.execute_complete({"ti": _TI()}, event)
+        assert cleanrooms_emulator.control.requests("CancelTrainedModelInferenceJob")
+        assert _job_status(cleanrooms_emulator, seeded, arn) in {
+            "CANCEL_PENDING",
+            "CANCEL_IN_PROGRESS",
+            "INACTIVE",
+        }
+
+    def test_trigger_on_kill_cancels_the_job(self, cleanrooms_emulator, seeded) -> None:
+        cleanrooms_emulator.control.set_timings(pending_seconds=60, running_seconds=60)
+        arn = _start(cleanrooms_emulator, seeded, "trigger-killed")
+        trigger = _trigger(cleanrooms_emulator, seeded, arn, cancel_on_kill=True)
+        asyncio.run(trigger.on_kill())
+        (cancel,) = cleanrooms_emulator.control.requests("CancelTrainedModelInferenceJob")
+        assert cancel["params"]["trainedModelInferenceJobArn"] == arn
+        assert _job_status(cleanrooms_emulator, seeded, arn) != "CREATE_PENDING"
+
+    def test_trained_model_trigger(self, cleanrooms_emulator, seeded) -> None:
+        trigger = CleanRoomsMLTrainedModelCompleteTrigger(
+            membership_identifier=seeded["membership_id"],
+            trained_model_arn=seeded["trained_model_arn"],
+            version_identifier=seeded["trained_model_version_identifier"],
+            waiter_delay=0,
+            waiter_max_attempts=5,
+            aws_conn_id=cleanrooms_emulator.conn_id,
+        )
+        event = _first_event(trigger)
+        assert event == {"status": "success", "trained_model_arn": seeded["trained_model_arn"]}
+
+
+class TestCancelOnKill:
+    def test_killing_a_waiting_operator_cancels_its_job(self, cleanrooms_emulator, seeded) -> None:
+        cleanrooms_emulator.control.set_timings(pending_seconds=60, running_seconds=60)
+        op = _inference(cleanrooms_emulator, seeded, "killed-while-waiting", waiter_delay=0.05)
+        outcome: dict[str, Any] = {}
+
+        import threading
+
+        def run() -> None:
+            try:
+                op.execute({"ti": _TI()})
+            except Exception as error:
+                outcome["error"] = error
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not cleanrooms_emulator.control.requests("GetTrainedModelInferenceJob"):
+            assert time.monotonic() < deadline, "the operator never started waiting"
+            time.sleep(0.05)
+        op.on_kill()  # what Airflow calls on SIGTERM / execution_timeout
+        (cancel,) = cleanrooms_emulator.control.requests("CancelTrainedModelInferenceJob")
+        # The wait loop now sees the cancellation and fails the task with the final status.
+        worker.join(30)
+        assert isinstance(outcome.get("error"), CleanRoomsMLJobFailedError)
+        assert outcome["error"].status.startswith("CANCEL_") or outcome["error"].status == "INACTIVE"
+        assert cancel["params"]["trainedModelInferenceJobArn"] == outcome["error"].arn
+
+    def test_training_cancel_on_kill(self, cleanrooms_emulator, seeded) -> None:
+        cleanrooms_emulator.control.set_timings(training_seconds=60)
+        op = CleanRoomsMLCreateTrainedModelOperator(
+            task_id="create_trained_model",
+            aws_conn_id=cleanrooms_emulator.conn_id,
+            membership_identifier=seeded["membership_id"],
+            name="killed-training",
+            configured_model_algorithm_association_arn=seeded["configured_model_algorithm_association_arn"],
+            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1, "volumeSizeInGB": 10},
+            data_channels=[{"mlInputChannelArn": seeded["ml_input_channel_arn"], "channelName": "train"}],
+            wait_for_completion=False,
+        )
+        ti = _TI()
+        arn = op.execute({"ti": ti})
+        op.on_kill()
+        (cancel,) = cleanrooms_emulator.control.requests("CancelTrainedModel")
+        assert cancel["params"]["trainedModelArn"] == arn
+        assert cancel["params"]["versionIdentifier"] == ti.xcoms["trained_model_version_identifier"]
