@@ -52,8 +52,6 @@ STATUS_SHAPES = {
     INFERENCE_JOB: "TrainedModelInferenceJobStatus",
 }
 
-# Statuses after which nothing changes on its own.
-TERMINAL = frozenset({"ACTIVE", "CREATE_FAILED", "INACTIVE", "CANCEL_FAILED", "DELETE_FAILED"})
 # Statuses under which a resource still holds its name in its membership.
 IN_FLIGHT = frozenset({"CREATE_PENDING", "CREATE_IN_PROGRESS", "CANCEL_PENDING", "CANCEL_IN_PROGRESS"})
 CANCELLABLE = frozenset({"CREATE_PENDING", "CREATE_IN_PROGRESS"})
@@ -660,8 +658,7 @@ class CleanRoomsMLBackend:
         for row in rows:
             res = self.store.to_resource(row)
             status = res.status_at(now)[0]
-            busy = IN_FLIGHT if kind == INFERENCE_JOB else IN_FLIGHT | {"ACTIVE"}
-            if status in busy:
+            if status in IN_FLIGHT:
                 label = kind.replace("-", " ")
                 raise ConflictException(
                     f"A {label} named {name!r} already exists in membership {membership}"

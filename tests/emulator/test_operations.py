@@ -334,3 +334,21 @@ def test_operations_the_emulator_does_not_serve_say_so(client: Any, membership: 
         client.get_ml_configuration(membershipIdentifier=membership)
     assert excinfo.value.response["Error"]["Code"] == "NotImplemented"
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+
+
+def test_a_trained_model_name_is_free_again_once_the_model_has_finished(
+    cleanrooms_emulator: EmulatorHandle, client: Any, seeded: dict[str, str]
+) -> None:
+    request = {
+        "membershipIdentifier": seeded["membership_id"],
+        "name": "weekly",
+        "configuredModelAlgorithmAssociationArn": seeded["configured_model_algorithm_association_arn"],
+        "resourceConfig": {"instanceType": "ml.m5.xlarge", "volumeSizeInGB": 1},
+        "dataChannels": [{"mlInputChannelArn": seeded["ml_input_channel_arn"], "channelName": "train"}],
+    }
+    first = client.create_trained_model(**request)["trainedModelArn"]
+    with pytest.raises(client.exceptions.ConflictException):
+        client.create_trained_model(**request)
+    cleanrooms_emulator.control.advance_clock(3600)
+    second = client.create_trained_model(**request)["trainedModelArn"]
+    assert second != first
