@@ -171,6 +171,7 @@ class CleanRoomsMLResponses:
         operation = route.operation
         params: dict[str, Any] = {}
         fault: str | None = None
+        latency = 0.0
         parse_error: EmulatorError | None = None
         try:
             params = self._parse(operation, labels, query, request.body)
@@ -178,7 +179,7 @@ class CleanRoomsMLResponses:
             parse_error = error
         try:
             decision = self.faults.decide(operation)
-            fault = decision.action
+            fault, latency = decision.action, decision.latency
             if fault == DROP:
                 self.requests.record(operation, params, 0, None, DROP)
                 log.info("%s dropped (injected fault)", operation)
@@ -191,18 +192,16 @@ class CleanRoomsMLResponses:
             if parse_error is not None:
                 raise parse_error
             reply = self._call(operation, params, caller, request_id, bool(request.body))
-            reply.delay = decision.latency
-            self.requests.record(
-                operation, params, reply.status, None, "latency" if decision.latency else None
-            )
+            reply.delay = latency
+            self.requests.record(operation, params, reply.status, None, "latency" if latency else None)
             log.debug("%s -> %s", operation, reply.status)
             return reply
         except EmulatorError as error:
-            self.requests.record(operation, params, error.status, error.code, fault)
+            flag = fault or ("latency" if latency else None)
+            self.requests.record(operation, params, error.status, error.code, flag)
             log.info("%s -> %s %s", operation, error.status, error.code)
             reply = error_reply(error, request_id)
-            if fault is None and self.faults.settings.latency_seconds:
-                reply.delay = self.faults.settings.latency_seconds
+            reply.delay = latency
             return reply
         except Exception:
             log.exception("%s failed inside the emulator", operation)
