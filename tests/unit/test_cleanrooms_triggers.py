@@ -58,7 +58,10 @@ def test_serialization_round_trip(trigger) -> None:
 
 
 def test_serialized_kwargs_survive_airflow_serde() -> None:
-    from airflow.sdk.serde import deserialize, serialize
+    try:
+        from airflow.sdk.serde import deserialize, serialize
+    except ImportError:  # Airflow < 3.2
+        from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
 
     _, kwargs = TRIGGERS[0].serialize()
     assert deserialize(serialize(kwargs)) == kwargs

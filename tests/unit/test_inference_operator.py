@@ -405,7 +405,11 @@ class TestDeferrable:
 
     def test_deferral_timeout_cancels_the_job(self, stub_for, context, ti) -> None:
         from airflow.sdk.bases.operator import TriggerFailureReason
-        from airflow.sdk.exceptions import TaskDeferralTimeout
+
+        try:
+            from airflow.sdk.exceptions import TaskDeferralTimeout
+        except ImportError:  # Airflow 3.0
+            from airflow.exceptions import TaskDeferralTimeout  # type: ignore[no-redef]
 
         op = make(deferrable=True)
         ti.xcoms["trained_model_inference_job_arn"] = JOB_ARN
