@@ -292,3 +292,40 @@ def test_force_status_accepts_only_the_kinds_statuses(
         membershipIdentifier=seeded["membership_id"], trainedModelArn=seeded["trained_model_arn"]
     )
     assert (model["status"], model["statusDetails"]["message"]) == ("DELETE_FAILED", "stuck")
+
+
+def test_logs_carry_no_credentials_headers_or_values(
+    cleanrooms_emulator: EmulatorHandle,
+    seeded: dict[str, str],
+    make_inference_request: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret_key = "AKIASECRETSHOULDNOTLOG"
+    secret_value = "hunter2-do-not-log"
+    client = cleanrooms_emulator.client(
+        aws_access_key_id=secret_key,
+        aws_secret_access_key="s3cr3t-key-material",
+        config=Config(parameter_validation=False, retries={"total_max_attempts": 1}),
+    )
+    cleanrooms_emulator.control.set_faults(throttle_next=1, latency_seconds=0.01)
+    with caplog.at_level("DEBUG"):
+        with pytest.raises(client.exceptions.ThrottlingException):
+            client.start_trained_model_inference_job(
+                **make_inference_request(environment={"TOKEN": secret_value})
+            )
+        client.start_trained_model_inference_job(
+            **make_inference_request(environment={"TOKEN": secret_value})
+        )
+        with pytest.raises(client.exceptions.ValidationException):
+            client.start_trained_model_inference_job(
+                **make_inference_request(name="other", environment={"TOKEN": secret_value}, kmsKeyArn="bad")
+            )
+    emulator_lines = [
+        r.getMessage() for r in caplog.records if r.name.startswith("airflow_cleanrooms.emulator")
+    ]
+    assert emulator_lines, "the emulator logs its errors and faults"
+    # What the server side logged (the boto3 client in this process logs its own requests at DEBUG).
+    server_loggers = ("airflow_cleanrooms", "aiohttp", "asyncio")
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(server_loggers))
+    for secret in (secret_key, "s3cr3t-key-material", secret_value, "Signature=", "Authorization"):
+        assert secret not in logged
