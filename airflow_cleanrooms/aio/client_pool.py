@@ -1,5 +1,5 @@
 """
-One aiobotocore client per connection identity, shared by the triggers of one event loop.
+One AWS client per connection identity, shared by the triggers of one event loop.
 
 Why: the amazon provider's ``AwsBaseWaiterTrigger`` opens a new aiobotocore client for every trigger,
 and the client's ``__aenter__`` builds the session, resolves credentials and loads the service model
@@ -7,17 +7,29 @@ on the triggerer's event loop. Measured on the project machine (see BENCHMARKS.m
 at once stalled the loop for up to 1.78 s. Here a trigger leases a client from the pool of its running
 loop instead:
 
-* the key (:class:`ClientKey`) is everything that makes two clients differ: hook class and service,
-  connection id, region, SSL verification, botocore config, endpoint URL and a hash of the credential
-  material (connection login/password/extra, or the AWS environment when the connection has none).
-  Two connections never share a client, even when their contents are identical;
+* the key (:class:`ClientKey`) is everything that makes two clients differ: transport, hook class and
+  service, connection id, region, SSL verification, botocore config, endpoint URL and a hash of the
+  credential material (connection login/password/extra, or the AWS environment when the connection
+  has none). Two connections never share a client, even when their contents are identical;
 * resolving the key (the Airflow connection lookup) and building the client (session, credentials,
-  service model, endpoint) run in a worker thread (``asyncio.to_thread``), so the loop never blocks
-  on them; concurrent triggers with the same parameters share one lookup and one construction;
-* the client is entered (its aiohttp session is created lazily, on the owning loop at first request),
-  reference-counted by leases, and closed after ``idle_ttl`` seconds without a lease;
-* pools are per event loop (a weak mapping keyed by the loop): an aiobotocore client is never used
-  from a loop other than the one that made its first request.
+  service model, endpoint) run in a worker thread, so the loop never blocks on them; concurrent
+  triggers with the same parameters share one lookup and one construction;
+* clients are reference-counted by leases and closed after ``idle_ttl`` seconds without one;
+* pools are per event loop (a weak mapping keyed by the loop).
+
+Two transports, chosen per trigger class (``CleanRoomsMLBaseWaiterTrigger.client_transport``):
+
+``"thread"`` (default)
+    A thread-safe boto3 client; each API call runs on the pool's own small thread pool
+    (:data:`THREAD_WORKERS` threads, the client's connection pool sized to match). The request's
+    serialization, signing, socket I/O and parsing stay off the event loop. Chosen by measurement:
+    with 1,000 waits the loop's largest stall was several times smaller than with the shared
+    aiobotocore client, whose per-call work (2-5 ms of botocore code on this machine) all runs on the
+    loop and queues up behind itself when many polls are due (BENCHMARKS.md).
+``"aio"``
+    One aiobotocore client, built and entered off the loop (on a short-lived private loop in a worker
+    thread: it binds nothing to that loop; its aiohttp session and locks are created lazily on the
+    loop of the first request) and used from the owning loop.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import json
 import logging
 import os
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -37,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.config import Config
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Hashable
+    from collections.abc import AsyncIterator, Callable, Hashable
 
     from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 
@@ -46,6 +59,11 @@ log = logging.getLogger(__name__)
 #: Retry behaviour given to a shared client when neither the connection nor the trigger configures
 #: one: botocore's "standard" mode retries throttling, 5xx and connection errors with backoff.
 DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 3}
+
+#: Threads (per event loop) that run the API calls of ``"thread"``-transport clients.
+THREAD_WORKERS = 4
+
+TRANSPORTS = ("thread", "aio")
 
 # Environment the default credential chain reads when a connection carries no credentials itself.
 _ENV_CREDENTIAL_VARS = (
@@ -67,6 +85,7 @@ _ENV_CREDENTIAL_VARS = (
 class ClientKey:
     """Everything that makes two clients differ; equal keys may share one client."""
 
+    transport: str
     hook_class: str
     service_name: str
     aws_conn_id: str | None
@@ -95,7 +114,7 @@ def _service_name(hook: AwsGenericHook) -> str:
     return hook.client_type
 
 
-def resolve_client_key(hook: AwsGenericHook) -> ClientKey:
+def resolve_client_key(hook: AwsGenericHook, transport: str = "thread") -> ClientKey:
     """Resolve the hook's connection and return its client key (blocking: run it off the loop)."""
     conn = hook.conn_config
     service = _service_name(hook)
@@ -116,6 +135,7 @@ def resolve_client_key(hook: AwsGenericHook) -> ClientKey:
         # The default credential chain decides: the environment is part of the identity.
         material["env"] = {name: os.environ.get(name) for name in _ENV_CREDENTIAL_VARS}
     return ClientKey(
+        transport=transport,
         hook_class=f"{type(hook).__module__}.{type(hook).__qualname__}",
         service_name=service,
         aws_conn_id=hook.aws_conn_id,
@@ -127,26 +147,57 @@ def resolve_client_key(hook: AwsGenericHook) -> ClientKey:
     )
 
 
-def client_config(hook: AwsGenericHook) -> Config:
-    """The hook's botocore config, with :data:`DEFAULT_RETRIES` unless retries are configured."""
+def client_config(hook: AwsGenericHook, transport: str = "thread") -> Config:
+    """
+    The hook's botocore config, with :data:`DEFAULT_RETRIES` unless retries are configured and, for
+    the thread transport, a connection pool as large as the thread pool unless one is configured.
+    """
     config = copy.deepcopy(hook.config)
-    if "retries" not in _config_options(config):
+    options = _config_options(config)
+    if "retries" not in options:
         config = config.merge(Config(retries=dict(DEFAULT_RETRIES)))
+    if transport == "thread" and "max_pool_connections" not in options:
+        config = config.merge(Config(max_pool_connections=THREAD_WORKERS))
     return config
 
 
-def create_client_blocking(hook: AwsGenericHook) -> Any:
+class ThreadedClient:
     """
-    Build and enter an aiobotocore client in the calling (worker) thread.
+    Async facade over a thread-safe boto3 client: ``await client.get_x(**kwargs)`` runs the call on
+    the pool's thread pool. ``client`` is the boto3 client itself.
+    """
 
-    The construction coroutine runs on a short-lived private loop. It binds nothing to that loop:
-    the client's aiohttp session and its locks are created lazily, on the loop of the first request.
+    def __init__(self, client: Any, executor: ThreadPoolExecutor) -> None:
+        self.client = client
+        self._executor = executor
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.client, name)
+
+        async def call(**kwargs: Any) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, partial(method, **kwargs))
+
+        call.__name__ = name
+        return call
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.client.close)
+
+
+def create_client_blocking(hook: AwsGenericHook, transport: str = "thread") -> Any:
     """
+    Build a client for ``hook`` in the calling (worker) thread.
+
+    ``"thread"``: a boto3 client (wrapped in :class:`ThreadedClient` by the pool). ``"aio"``: an
+    entered aiobotocore client, built on a short-lived private loop; it binds nothing to that loop
+    (its aiohttp session and locks are created lazily, on the loop of the first request).
+    """
+    config = client_config(hook, transport)
+    if transport == "thread":
+        return hook.get_client_type(region_name=hook.region_name, config=config)
 
     async def _build() -> Any:
-        creator = hook.get_client_type(
-            region_name=hook.region_name, config=client_config(hook), deferrable=True
-        )
+        creator = hook.get_client_type(region_name=hook.region_name, config=config, deferrable=True)
         return await creator.__aenter__()
 
     return asyncio.run(_build())
@@ -178,10 +229,30 @@ class SharedClientPool:
             self.idle_ttl = idle_ttl
         self._entries: dict[ClientKey, _Entry] = {}
         self._creating: dict[ClientKey, asyncio.Future[Any]] = {}
-        self._resolving: dict[Hashable, asyncio.Future[ClientKey]] = {}
+        self._singleflight: dict[Hashable, asyncio.Future[Any]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._executor: ThreadPoolExecutor | None = None
         #: Number of clients this pool has built (for tests and benchmarks).
         self.clients_created = 0
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The pool's threads: API calls of thread-transport clients, client construction, lookups."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(THREAD_WORKERS, thread_name_prefix="cleanrooms-ml-aws")
+        return self._executor
+
+    async def run_blocking(self, key: Hashable, func: Callable[..., Any], *args: Any) -> Any:
+        """
+        Run ``func(*args)`` on the pool's threads, once for all concurrent callers with the same
+        ``key`` (they all get its result or its exception).
+        """
+        task = self._singleflight.get(key)
+        if task is None:
+            task = self._loop.run_in_executor(self.executor, partial(func, *args))
+            self._singleflight[key] = task
+            task.add_done_callback(partial(self._forget, self._singleflight, key))
+        return await asyncio.shield(task)
 
     @classmethod
     def for_running_loop(cls) -> SharedClientPool:
@@ -203,31 +274,33 @@ class SharedClientPool:
         return entry.refs if entry else 0
 
     @contextlib.asynccontextmanager
-    async def lease(self, hook: AwsGenericHook) -> AsyncIterator[tuple[ClientKey, Any]]:
-        """Lease the shared client for ``hook``'s connection; yields ``(key, client)``."""
-        entry = await self._acquire(hook)
+    async def lease(
+        self, hook: AwsGenericHook, transport: str = "thread"
+    ) -> AsyncIterator[tuple[ClientKey, Any]]:
+        """
+        Lease the shared client for ``hook``'s connection; yields ``(key, client)``.
+
+        ``client`` has the boto3 client's API methods as coroutines (``await client.get_x(**kw)``).
+        """
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        entry = await self._acquire(hook, transport)
         try:
             yield entry.key, entry.client
         finally:
             self._release(entry)
 
-    async def _resolve(self, hook: AwsGenericHook) -> ClientKey:
+    async def _acquire(self, hook: AwsGenericHook, transport: str) -> _Entry:
         prekey = (
+            "resolve",
+            transport,
             type(hook),
             hook.aws_conn_id,
             getattr(hook, "_region_name", None),
             repr(getattr(hook, "_verify", None)),
             _canonical(_config_options(getattr(hook, "_config", None))),
         )
-        task = self._resolving.get(prekey)
-        if task is None:
-            task = asyncio.ensure_future(asyncio.to_thread(resolve_client_key, hook))
-            self._resolving[prekey] = task
-            task.add_done_callback(partial(self._forget, self._resolving, prekey))
-        return await asyncio.shield(task)
-
-    async def _acquire(self, hook: AwsGenericHook) -> _Entry:
-        key = await self._resolve(hook)
+        key: ClientKey = await self.run_blocking(prekey, resolve_client_key, hook, transport)
         while True:
             entry = self._entries.get(key)
             if entry is not None:
@@ -238,7 +311,10 @@ class SharedClientPool:
                 return entry
             task = self._creating.get(key)
             if task is None:
-                task = asyncio.ensure_future(asyncio.to_thread(create_client_blocking, hook))
+                # Module-level lookup, so tests can substitute the construction.
+                task = self._loop.run_in_executor(
+                    self.executor, partial(create_client_blocking, hook, transport)
+                )
                 self._creating[key] = task
                 # Registered before any waiter's shield callback, so the entry exists when they resume.
                 task.add_done_callback(partial(self._created, key))
@@ -256,7 +332,10 @@ class SharedClientPool:
         if task.cancelled() or task.exception() is not None:
             return
         self.clients_created += 1
-        entry = self._entries[key] = _Entry(key, task.result())
+        client = task.result()
+        if key.transport == "thread" and not isinstance(client, ThreadedClient):
+            client = ThreadedClient(client, self.executor)
+        entry = self._entries[key] = _Entry(key, client)
         log.debug("Opened shared %s client for connection %r", key.service_name, key.aws_conn_id)
         # Closed after idle_ttl unless a waiter leases it first (it cancels this timer).
         entry.close_handle = self._loop.call_later(self.idle_ttl, self._expire, entry)
@@ -292,7 +371,10 @@ class SharedClientPool:
     @staticmethod
     async def _close_client(entry: _Entry) -> None:
         try:
-            await entry.client.__aexit__(None, None, None)
+            if entry.key.transport == "thread":
+                await entry.client.close()
+            else:
+                await entry.client.__aexit__(None, None, None)
         except Exception:
             log.warning("Closing the shared %s client failed", entry.key.service_name, exc_info=True)
 
@@ -305,6 +387,9 @@ class SharedClientPool:
             self._close_soon(entry)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedClientPool] = weakref.WeakKeyDictionary()

@@ -23,7 +23,9 @@ matched against its acceptors in order, as ``botocore.waiter.Waiter.wait`` does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import random
 import threading
 from typing import TYPE_CHECKING, Any
@@ -62,6 +64,9 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     OSError,
 )
+
+# One generator for every trigger: a per-trigger random.Random() would read os.urandom on the loop.
+_RNG = random.Random()
 
 _WAITER_CONFIGS: dict[tuple[str, str, str, str], SingleWaiterConfig] = {}
 _WAITER_CONFIGS_LOCK = threading.Lock()
@@ -104,6 +109,15 @@ def load_waiter_config(
     return config
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(query: str) -> Any:
+    return jmespath.compile(query)
+
+
+def _search(query: str, data: Any) -> Any:
+    return _compiled(query).search(data)
+
+
 def is_transient_error_response(response: dict[str, Any]) -> bool:
     """Whether an error response (throttling, 5xx, request timeout) is worth another poll."""
     code = response.get("Error", {}).get("Code", "")
@@ -122,14 +136,19 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         {"status": "error", "message": str, <return_key>: <return_value>,
          "job_status": <last status or None>, "status_details": <statusDetails dict or None>}
 
-    Polling: the first poll comes after a random delay of at most ``min(max_first_poll_spread,
-    jitter * waiter_delay)`` seconds, the next ones every ``waiter_delay * (1 - jitter)`` to
-    ``waiter_delay`` seconds (random per poll), so waits started together spread out while no
-    interval exceeds ``waiter_delay``. ``waiter_max_attempts`` counts answered polls; when it is
-    exhausted the trigger emits an error event saying it timed out. Transient failures (throttling,
-    5xx, connection errors, timeouts; botocore's "standard" retry mode already retries each call)
-    do not use an attempt, but more than ``max_transient_errors`` of them in a row end the wait
-    with an error event.
+    Polling: the first poll comes after a random delay in ``[0, min(max_first_poll_spread,
+    waiter_delay)]`` seconds, the next ones every ``waiter_delay * (1 - jitter)`` to ``waiter_delay``
+    seconds (random per poll). Waits deferred together (a DAG fanning out hundreds of jobs) thus
+    spread their polls over the whole interval instead of hitting the API and the triggerer's loop
+    in one burst, while no interval, the first included, exceeds ``waiter_delay``: a job is seen
+    ``ACTIVE`` at most ``waiter_delay`` (plus the request's latency) after it turns ``ACTIVE``.
+
+    ``waiter_max_attempts`` counts answered polls; when it is exhausted the trigger emits an error
+    event saying it timed out (as the intervals are at most ``waiter_delay``, that is after at most,
+    and at least ``1 - jitter`` times, ``waiter_delay * waiter_max_attempts`` seconds). Transient
+    failures (throttling, 5xx, connection errors, timeouts; botocore's "standard" retry mode already
+    retries each call) do not use an attempt, but more than ``max_transient_errors`` of them in a
+    row end the wait with an error event.
     """
 
     #: JMESPath of the resource's status in the poll response (default: the first status query).
@@ -138,10 +157,13 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     status_details_query: str | None = "statusDetails"
     #: Fraction of ``waiter_delay`` by which a poll interval may be shortened at random.
     jitter: float = 0.2
-    #: Upper bound (seconds) of the random delay before the first poll.
-    max_first_poll_spread: float = 1.0
+    #: Upper bound (seconds) of the random delay before the first poll (never above waiter_delay).
+    max_first_poll_spread: float = 300.0
     #: Consecutive transient errors tolerated before the trigger gives up.
     max_transient_errors: int = 5
+    #: How API calls are made: ``"thread"`` (a shared boto3 client, calls on the pool's threads) or
+    #: ``"aio"`` (a shared aiobotocore client on the loop); see :mod:`airflow_cleanrooms.aio.client_pool`.
+    client_transport: str = "thread"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # AwsBaseWaiterTrigger's import-time check (aws_hook_class or hook() override) is skipped for
@@ -166,8 +188,8 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     # -- polling schedule ------------------------------------------------------------------------
 
     def first_poll_delay(self, rng: random.Random) -> float:
-        """Random delay before the first poll, at most ``min(max_first_poll_spread, jitter*delay)``."""
-        return rng.uniform(0.0, min(self.max_first_poll_spread, self.jitter * max(self.waiter_delay, 0)))
+        """Random delay before the first poll, at most ``min(max_first_poll_spread, waiter_delay)``."""
+        return rng.uniform(0.0, min(self.max_first_poll_spread, float(max(self.waiter_delay, 0))))
 
     def poll_interval(self, rng: random.Random) -> float:
         """Random interval between polls, within ``[(1 - jitter) * waiter_delay, waiter_delay]``."""
@@ -183,14 +205,14 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         if not response:
             return None, None
         query = self.status_query or (self.status_queries[0] if self.status_queries else None)
-        status = jmespath.search(query, response) if query else None
-        details = jmespath.search(self.status_details_query, response) if self.status_details_query else None
+        status = _search(query, response) if query else None
+        details = _search(self.status_details_query, response) if self.status_details_query else None
         return (str(status) if status is not None else None), (details if isinstance(details, dict) else None)
 
     def _describe(self, response: dict[str, Any] | None) -> str:
         values = []
         for query in self.status_queries or []:
-            value = jmespath.search(query, response or {})
+            value = _search(query, response or {})
             if value is not None and value != "":
                 values.append(
                     json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
@@ -217,11 +239,17 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self.hook()
         try:
-            async with SharedClientPool.for_running_loop().lease(hook) as (key, client):
+            pool = SharedClientPool.for_running_loop()
+            async with pool.lease(hook, self.client_transport) as (key, client):
                 self._client_key: ClientKey | None = key
                 self._client_id: int | None = id(client)
-                waiter = _WAITER_CONFIGS.get(self._waiter_cache_key(hook)) or await asyncio.to_thread(
-                    load_waiter_config, hook, self.waiter_name, self.waiter_config_overrides
+                cache_key = self._waiter_cache_key(hook)
+                waiter = _WAITER_CONFIGS.get(cache_key) or await pool.run_blocking(
+                    ("waiter", *cache_key),
+                    load_waiter_config,
+                    hook,
+                    self.waiter_name,
+                    self.waiter_config_overrides,
                 )
                 event = await self._wait(client, waiter)
         except (asyncio.CancelledError, GeneratorExit):
@@ -243,7 +271,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     async def _wait(self, client: Any, waiter: SingleWaiterConfig) -> TriggerEvent:
         operation = getattr(client, xform_name(waiter.operation))
         acceptors = list(waiter.acceptors)
-        rng = random.Random()
+        rng = _RNG
         attempts = 0
         streak = 0
         last_response: dict[str, Any] | None = None
@@ -275,7 +303,15 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
                         last_response = response
                     status, _ = self._status_of(last_response)
                     if status != last_status:
-                        self.log.info("%s: %s", self.status_message, self._describe(last_response))
+                        # Status changes only (the final status is in the event the triggerer logs):
+                        # a log write is a blocking call on the loop, so not one per poll.
+                        changed = last_status is not None and (matched is None or matched.state == "retry")
+                        self.log.log(
+                            logging.INFO if changed else logging.DEBUG,
+                            "%s: %s",
+                            self.status_message,
+                            self._describe(last_response),
+                        )
                         last_status = status
                     state = matched.state if matched is not None else "waiting"
                     if state == "success":

@@ -89,7 +89,7 @@ class ScaleTestJobTrigger(CleanRoomsMLBaseWaiterTrigger):
 
 
 class ScriptedClient:
-    """Stands in for the shared aiobotocore client: answers each job from its script."""
+    """Stands in for a shared boto3 client (thread transport): answers each job from its script."""
 
     def __init__(self, hook: AwsBaseHook, scripts: dict[str, list[Any]]) -> None:
         self.hook = hook
@@ -97,13 +97,26 @@ class ScriptedClient:
         self.calls: list[dict[str, Any]] = []
         self.closed = False
 
-    async def get_trained_model_inference_job(self, **kwargs: Any) -> dict[str, Any]:
+    def _answer(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(kwargs)
         script = self.scripts[kwargs["trainedModelInferenceJobArn"]]
         step = script.pop(0) if len(script) > 1 else script[0]
         if isinstance(step, BaseException):
             raise step
         return step
+
+    def get_trained_model_inference_job(self, **kwargs: Any) -> dict[str, Any]:
+        return self._answer(kwargs)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class AsyncScriptedClient(ScriptedClient):
+    """Stands in for a shared aiobotocore client (aio transport)."""
+
+    async def get_trained_model_inference_job(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return self._answer(kwargs)
 
     async def __aexit__(self, *exc: Any) -> None:
         self.closed = True

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from scale_support import (
     JOB_ARN,
     MEMBERSHIP,
+    AsyncScriptedClient,
     ScaleTestHook,
     ScaleTestJobTrigger,
     ScriptedClient,
@@ -38,8 +39,8 @@ def scripts(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, list[Any]], list
     by_arn: dict[str, list[Any]] = {}
     built: list[ScriptedClient] = []
 
-    def build(hook: Any) -> ScriptedClient:
-        client = ScriptedClient(hook, by_arn)
+    def build(hook: Any, transport: str = "thread") -> ScriptedClient:
+        client = (AsyncScriptedClient if transport == "aio" else ScriptedClient)(hook, by_arn)
         built.append(client)
         return client
 
@@ -117,24 +118,35 @@ def test_triggers_on_one_connection_share_one_client_and_other_connections_get_t
         assert arns == expected
 
 
-def test_real_clients_carry_each_connections_credentials_and_region():
+@pytest.mark.parametrize("transport", ["thread", "aio"])
+def test_real_clients_carry_each_connections_credentials_and_region(transport):
+    def botocore_client(client: Any) -> Any:
+        return client.client if transport == "thread" else client
+
     async def main() -> tuple[list[Any], int]:
         pool = SharedClientPool.for_running_loop()
         seen = []
         async with (
-            pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (key_a, client_a),
-            pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (key_a2, client_a2),
-            pool.lease(ScaleTestHook(aws_conn_id="scale_b")) as (key_b, client_b),
-            pool.lease(ScaleTestHook(aws_conn_id="scale_eu")) as (_, client_eu),
+            pool.lease(ScaleTestHook(aws_conn_id="scale_a"), transport) as (key_a, client_a),
+            pool.lease(ScaleTestHook(aws_conn_id="scale_a"), transport) as (key_a2, client_a2),
+            pool.lease(ScaleTestHook(aws_conn_id="scale_b"), transport) as (key_b, client_b),
+            pool.lease(ScaleTestHook(aws_conn_id="scale_eu"), transport) as (_, client_eu),
         ):
             assert key_a == key_a2 and client_a is client_a2
+            assert key_a.transport == transport
             assert pool.leases(key_a) == 2
             assert client_a is not client_b and client_a is not client_eu
             for client in (client_a, client_b, client_eu):
-                creds = client._request_signer._credentials
-                seen.append((creds.access_key, creds.secret_key, client.meta.region_name))
+                real = botocore_client(client)
+                creds = real._request_signer._credentials
+                seen.append((creds.access_key, creds.secret_key, real.meta.region_name))
             # No explicit retry config: the shared client retries in botocore's standard mode.
-            assert client_a.meta.config.retries["mode"] == "standard"
+            assert botocore_client(client_a).meta.config.retries["mode"] == "standard"
+            # A real call goes out through the client (nothing listens there: a connection error).
+            with pytest.raises(EndpointConnectionError):
+                await client_a.get_trained_model_inference_job(
+                    membershipIdentifier=MEMBERSHIP, trainedModelInferenceJobArn=JOB_ARN.format(n=1)
+                )
         assert pool.leases(key_a) == 0 and pool.leases(key_b) == 0
         created = pool.clients_created
         await close_shared_clients()
@@ -155,15 +167,17 @@ def test_idle_client_is_closed_after_its_last_lease_and_a_new_one_is_built_after
     async def main() -> None:
         pool = SharedClientPool.for_running_loop()
         pool.idle_ttl = 0.0
-        async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (key, client):
-            assert not client.closed
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert client.closed and pool.keys == []
-        async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (key2, client2):
-            assert key2 == key and client2 is not client
+        async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (key, _):
+            assert not built[0].closed
+        for _ in range(50):
+            if built[0].closed:
+                break
+            await asyncio.sleep(0.01)
+        assert built[0].closed and pool.keys == []
+        async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (key2, _):
+            assert key2 == key and len(built) == 2
         await close_shared_clients()
-        assert client2.closed
+        assert built[1].closed
 
     asyncio.run(main())
     assert len(built) == 2
@@ -223,7 +237,8 @@ def test_poll_intervals_are_jittered_within_bounds(delay):
     intervals = [t.poll_interval(rng) for _ in range(2000)]
     firsts = [t.first_poll_delay(rng) for _ in range(2000)]
     assert all((1 - t.jitter) * delay <= i <= delay for i in intervals)
-    assert all(0 <= f <= min(t.max_first_poll_spread, t.jitter * delay) for f in firsts)
+    assert all(0 <= f <= min(t.max_first_poll_spread, delay) for f in firsts)
+    assert max(firsts) > 0.9 * min(t.max_first_poll_spread, delay)
     # Not lockstep: the intervals actually spread over the window.
     assert max(intervals) - min(intervals) > 0.9 * t.jitter * delay
     assert len({round(i, 6) for i in intervals}) > 1000
@@ -237,7 +252,7 @@ def test_waits_started_together_do_not_poll_in_lockstep(scripts):
     run_all(*triggers)
     for t in triggers:
         assert len(t.slept) == 5  # first-poll spread + 4 intervals
-        assert 0 <= t.slept[0] <= 1.0
+        assert 0 <= t.slept[0] <= 10.0
         assert all(8.0 <= s <= 10.0 for s in t.slept[1:])
     # The poll instants of the 20 waits differ.
     instants = {round(sum(t.slept), 6) for t in triggers}
@@ -247,10 +262,15 @@ def test_waits_started_together_do_not_poll_in_lockstep(scripts):
 # -- events -----------------------------------------------------------------------------------------
 
 
-def test_success_event(scripts):
+@pytest.mark.parametrize("transport", ["thread", "aio"])
+def test_success_event(scripts, transport, monkeypatch):
     by_arn, built = scripts
     by_arn[JOB_ARN.format(n=1)] = [job("CREATE_PENDING"), job("CREATE_IN_PROGRESS"), job("ACTIVE")]
-    [event] = run_all(trigger(1))
+    monkeypatch.setattr(ScaleTestJobTrigger, "client_transport", transport)
+    t = trigger(1)
+    [event] = run_all(t)
+    assert t._client_key.transport == transport
+    assert isinstance(built[0], AsyncScriptedClient) == (transport == "aio")
     assert event == {"status": "success", "trained_model_inference_job_arn": JOB_ARN.format(n=1)}
     assert len(built[0].calls) == 3
     assert built[0].calls[0] == {
@@ -351,7 +371,7 @@ def test_non_transient_errors_fail_at_once(scripts, code, http):
 
 
 def test_client_that_cannot_be_built_gives_an_error_event(monkeypatch):
-    def broken(hook: Any) -> Any:
+    def broken(hook: Any, transport: str = "thread") -> Any:
         raise RuntimeError("no credentials anywhere")
 
     monkeypatch.setattr(client_pool, "create_client_blocking", broken)
