@@ -16,6 +16,7 @@ Shape of ``execute`` (the seam durable execution builds on)::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,6 +46,7 @@ from airflow_cleanrooms.operators.request import (
     argument_names,
     build_request,
     json_argument_names,
+    suggest_argument,
 )
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLInputChannelActiveTrigger,
@@ -116,6 +118,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         newer = {
             name: kwargs.pop(name) for name in list(kwargs) if name in members and name not in api_arguments
         }
+        self._reject_misspelled_arguments(kwargs)
         super().__init__(**kwargs)
         values = {**api_arguments, **newer}
         for name in members:
@@ -128,6 +131,23 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         self.cancel_on_kill = cancel_on_kill
         self._job_arn: str | None = None
         self._request: dict[str, Any] = {}
+
+    def _reject_misspelled_arguments(self, kwargs: dict[str, Any]) -> None:
+        """Fail at DAG parse time on a keyword that looks like a misspelled API argument."""
+        accepted: set[str] = set()
+        for klass in type(self).__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                accepted.update(inspect.signature(init).parameters)
+        for name in kwargs:
+            if name in accepted:
+                continue
+            guess = suggest_argument(self.operation_name, name)
+            if guess and guess != name:
+                raise TypeError(
+                    f"{type(self).__name__} got an unexpected argument {name!r}; did you mean {guess!r}? "
+                    f"API arguments: {', '.join(argument_names(self.operation_name))}"
+                )
 
     # ---- the seam: build -> start -> wait --------------------------------------------------
 
@@ -160,6 +180,11 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         self.log.info("Started %s %s", self.kind.label, arn)
         # Kept apart from return_value so a task resumed after a deferral timeout can still cancel it.
         context["ti"].xcom_push(key=self.kind.arn_member_snake, value=arn)
+        self.persist_link(context, arn)
+        return arn
+
+    def persist_link(self, context: Context, arn: str, collaboration_id: str | None = None) -> None:
+        """Store the console link's data (XCom); the collaboration, once known, makes it precise."""
         self.link.persist(
             context=context,
             operator=self,
@@ -167,8 +192,8 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             aws_partition=self.hook.conn_partition,
             arn=arn,
             membership_id=self.membership_id,
+            collaboration_id=collaboration_id,
         )
-        return arn
 
     def describe_request(self, request: dict[str, Any]) -> str:
         """A short description for the log (values under sensitive keys are already masked)."""
@@ -192,7 +217,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             self.log.info("Deferring until %s %s is ACTIVE", self.kind.label, arn)
             self.defer(trigger=self.trigger_for(arn), method_name="execute_complete")
         try:
-            self.hook.wait_for(
+            state = self.hook.wait_for(
                 self.kind,
                 self.membership_id,
                 arn,
@@ -203,6 +228,8 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         except CleanRoomsMLWaitTimeoutError:
             self.cancel_job(arn, reason=f"it is not ACTIVE after {self.waiter_max_attempts} checks")
             raise
+        if state.response.get("collaborationIdentifier"):
+            self.persist_link(context, arn, collaboration_id=state.response["collaborationIdentifier"])
         return self.job_result(context, arn)
 
     def job_result(self, context: Context, arn: str) -> Any:

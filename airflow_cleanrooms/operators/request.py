@@ -31,6 +31,7 @@ from airflow_cleanrooms.service_model import (
     camel_to_snake,
     find_input_issues,
     input_members,
+    required_input_members,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +64,19 @@ def json_argument_names(operation_name: str) -> tuple[str, ...]:
         for snake, camel in argument_members(operation_name).items()
         if members[camel].type_name in _CONTAINER_TYPES
     )
+
+
+def suggest_argument(operation_name: str, name: str, others: list[str] | None = None) -> str | None:
+    """The operator argument a misspelled keyword most likely meant (``instance_type`` -> ...)."""
+    candidates = [*argument_names(operation_name), *(others or [])]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.7)
+    if close:
+        return close[0]
+    normalized = name.replace("_", "").lower()
+    for candidate in candidates:
+        if candidate.replace("_", "").lower() == normalized:
+            return candidate
+    return None
 
 
 def should_hide_value_for_key(key: str) -> bool:
@@ -233,8 +247,13 @@ class _Builder:
         from_json = self.parse_cli_input(cli_input_json)
         request: dict[str, Any] = {}
         path_names: dict[str, str] = {}
+        required = set(required_input_members(self.operation_name))
         for snake, camel in self.arguments.items():
             explicit = arguments.get(snake)
+            if explicit == "" and camel not in required:
+                # An optional value templated from an empty param ("{{ params.description }}")
+                # means "not given", as leaving the CLI option out would.
+                explicit = None
             if explicit is not None:
                 value, path = explicit, snake
             elif from_json.get(camel) is not None:

@@ -472,3 +472,29 @@ def test_a_member_without_an_explicit_parameter_is_still_accepted(stub_for, cont
 def test_an_unknown_argument_is_still_rejected() -> None:
     with pytest.raises(TypeError):
         make(instance_type="ml.m5.xlarge")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "meant"),
+    [
+        ("resource_configuration", "resource_config"),
+        ("membershipidentifier", "membership_identifier"),
+        ("tag", "tags"),
+    ],
+)
+def test_a_misspelled_argument_fails_at_parse_time_with_a_suggestion(wrong, meant) -> None:
+    with pytest.raises(TypeError, match=f"unexpected argument '{wrong}'; did you mean '{meant}'"):
+        make(**{wrong: "x"})
+
+
+def test_empty_optional_values_mean_not_given(stub_for, context) -> None:
+    """``description="{{ params.description }}"`` with an empty param leaves the member out."""
+    op = make(description="", kms_key_arn="", wait_for_completion=False)
+    stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+    op.execute(context)
+
+
+def test_empty_required_value_is_reported() -> None:
+    op = make(name="")
+    with pytest.raises(CleanRoomsMLRequestError, match="name: has 0 characters"):
+        op.build_request()

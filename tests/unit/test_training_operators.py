@@ -101,7 +101,13 @@ class TestCreateTrainedModel:
         assert op.execute(context) == MODEL_ARN
         assert ti.xcoms["trained_model_version_identifier"] == VERSION
         assert ti.xcoms["trained_model_arn"] == MODEL_ARN
-        assert "cleanrooms_ml_trained_model" in ti.xcoms
+        link = ti.xcoms["cleanrooms_ml_trained_model"]
+        assert link["collaboration_id"] == "99999999-2222-3333-4444-555555555555"  # from GetTrainedModel
+        assert (
+            op.operator_extra_links[0]
+            .format_link(**link)
+            .endswith("#/collaborations/99999999-2222-3333-4444-555555555555")
+        )
 
     @pytest.mark.parametrize("status", ["CREATE_FAILED", "DELETE_PENDING", "INACTIVE", "CANCEL_FAILED"])
     def test_failure_status(self, stub_for, context, status) -> None:
