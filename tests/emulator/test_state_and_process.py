@@ -216,3 +216,16 @@ def test_threading_stack_speaks_the_same_protocol_and_faults() -> None:
         with pytest.raises(client.exceptions.ThrottlingException):
             client.list_trained_models(membershipIdentifier=membership)
         assert [c["fault"] for c in server.control.requests("ListTrainedModels")] == ["drop", "throttle"]
+
+
+def test_two_servers_on_one_file_see_each_others_writes(tmp_path: Path) -> None:
+    state = str(tmp_path / "shared.db")
+    membership = str(uuid.uuid4())
+    with EmulatorServer(state=state, pending_seconds=100) as first, EmulatorServer(state=state) as second:
+        seed = first.control.seed_membership(membership, trained_model=True)
+        arn = start_job(boto_client(first.url), seed, "shared")
+        key = {"membershipIdentifier": membership, "trainedModelInferenceJobArn": arn}
+        other = boto_client(second.url)
+        assert other.get_trained_model_inference_job(**key)["status"] == "CREATE_PENDING"
+        other.cancel_trained_model_inference_job(**key)
+        assert boto_client(first.url).get_trained_model_inference_job(**key)["status"] == "CANCEL_PENDING"
