@@ -406,10 +406,11 @@ class CleanRoomsMLBackend:
         if status != "ACTIVE":
             raise ConflictException(f"The {what} {res.arn} is {status}, not ACTIVE")
 
-    def _view(self, res: Resource, operation: str, shape: Any = None) -> dict[str, Any]:
-        """The resource as ``operation`` returns it (``shape`` defaults to the output shape)."""
-        now = self.now()
-        status, since = res.status_at(now)
+    def _view(
+        self, res: Resource, operation: str, shape: Any = None, now: float | None = None
+    ) -> dict[str, Any]:
+        """The resource as ``operation`` returns it at ``now`` (``shape``: the output shape by default)."""
+        status, since = res.status_at(self.now() if now is None else now)
         data: dict[str, Any] = dict(res.body)
         data.update(self._computed(res))
         data["createTime"] = to_datetime(res.created)
@@ -431,11 +432,12 @@ class CleanRoomsMLBackend:
 
     def _cached_view(self, res: Resource, operation: str) -> View:
         """The ``operation`` response for ``res``, with a key that changes whenever the response does."""
-        status, since = res.status_at(self.now())
+        now = self.now()
+        status, since = res.status_at(now)
         tags = tuple(sorted((res.tags or {}).items()))
         details = json.dumps(res.details, sort_keys=True) if res.details else None
         key = (operation, res.arn, res.version, status, since, details, tags)
-        return View(key, lambda: self._view(res, operation))
+        return View(key, lambda: self._view(res, operation, now=now))
 
     def _computed(self, res: Resource) -> dict[str, Any]:
         digest = _image_digest(res.arn)
