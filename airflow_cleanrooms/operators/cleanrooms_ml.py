@@ -215,7 +215,13 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             return self.job_result(context, arn)
         if self.deferrable:
             self.log.info("Deferring until %s %s is ACTIVE", self.kind.label, arn)
-            self.defer(trigger=self.trigger_for(arn), method_name="execute_complete")
+            # Airflow 3 applies no execution_timeout to a deferred task unless the deferral carries it;
+            # when it expires the task resumes through resume_execution("__fail__"), which cancels.
+            self.defer(
+                trigger=self.trigger_for(arn),
+                method_name="execute_complete",
+                timeout=self.execution_timeout,
+            )
         try:
             state = self.hook.wait_for(
                 self.kind,
@@ -254,8 +260,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         if not arn:
             raise AirflowException(f"Trigger event carries no {self.kind.arn_member_snake}: {event}")
         self._job_arn = arn
-        if not self._request:
-            self._request = {"membershipIdentifier": getattr(self, "membership_identifier", None)}
+        self._restore_request()
         if event.get("status") == "success":
             self.log.info("%s %s is ACTIVE", self.kind.label.capitalize(), arn)
             return self.job_result(context, arn)
@@ -283,8 +288,18 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             # The deferral timed out (or the trigger crashed): the task fails; cancel what it started.
             arn = self._arn_from_xcom(context)
             if arn:
+                self._restore_request()
                 self.cancel_job(arn, reason=f"the deferred task failed ({(next_kwargs or {}).get('error')})")
         return super().resume_execution(next_method, next_kwargs, context)
+
+    def _restore_request(self) -> None:
+        """After a resume the request is rebuilt from the re-rendered arguments (for its membership)."""
+        if self._request:
+            return
+        try:
+            self.build_request()
+        except Exception:
+            self._request = {"membershipIdentifier": getattr(self, "membership_identifier", None)}
 
     def _arn_from_xcom(self, context: Context) -> str | None:
         try:

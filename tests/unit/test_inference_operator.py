@@ -359,6 +359,35 @@ class TestDeferrable:
         assert kwargs["waiter_max_attempts"] == 9
         assert kwargs["cancel_on_kill"] is True
         assert ti.xcoms["trained_model_inference_job_arn"] == JOB_ARN
+        assert deferred.value.timeout is None
+
+    def test_deferral_carries_the_execution_timeout(self, stub_for, context) -> None:
+        from datetime import timedelta
+
+        op = make(deferrable=True, execution_timeout=timedelta(minutes=30))
+        stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute(context)
+        assert deferred.value.timeout == timedelta(minutes=30)
+
+    def test_resume_finds_the_membership_in_cli_input_json(self, stub_for, context, ti) -> None:
+        document = {
+            "membershipIdentifier": MEMBERSHIP,
+            "name": "n",
+            "trainedModelArn": MODEL_ARN,
+            "resourceConfig": {"instanceType": "ml.m5.xlarge"},
+            "outputConfiguration": {"members": [{"accountId": "123456789012"}]},
+            "dataSource": INFERENCE_REQUEST["dataSource"],
+        }
+        op = CleanRoomsMLStartTrainedModelInferenceJobOperator(
+            task_id="t", cli_input_json=document, aws_conn_id=None, region_name="us-east-1", deferrable=True
+        )
+        stub_for(op).add_response(
+            "get_trained_model_inference_job", job_response("CREATE_FAILED", DETAILS), GET_JOB
+        )
+        event = {"status": "error", "message": "m", "trained_model_inference_job_arn": JOB_ARN}
+        with pytest.raises(CleanRoomsMLJobFailedError):
+            op.execute_complete(context, event)
 
     def test_success_event_returns_the_arn(self, stub_for, context) -> None:
         op = make(deferrable=True)
