@@ -19,9 +19,9 @@ API member it feeds, read from the installed botocore service model, so the trig
 the job's `statusDetails`, on `CREATE_FAILED`, `CANCEL_*` or `INACTIVE`. The job name is
 `<name_prefix>-<run_after as YYYYMMDDTHHMMSS>`.
 
-String params are rendered with Jinja (`{{ params.membership_id }}`); numbers and objects
-(`instance_count`, `environment`, `tags`) are passed with `dag.param(...)`, which resolves to the
-run's value as is (Jinja would turn them into strings).
+All values are Jinja templates over the params. Object params are rendered as JSON
+(`{{ params.tags | tojson }}`) and numbers as their digits; the operator turns both back into the
+types the API member needs (it reads them from the model) before validating the request.
 
 #### Sync or deferrable
 The sensor's `deferrable` argument is fixed at parse time (not a template field), so two DAGs come
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import cast
 
 import pendulum
 from airflow.sdk import DAG, Param
@@ -161,15 +162,15 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             trained_model_arn="{{ params.trained_model_arn }}",
             resource_config={
                 "instanceType": "{{ params.instance_type }}",
-                "instanceCount": dag.param("instance_count"),
+                "instanceCount": "{{ params.instance_count }}",
             },
             output_configuration={
                 "accept": "{{ params.accept }}",
                 "members": [{"accountId": "{{ params.receiver_account }}"}],
             },
             data_source={"mlInputChannelArn": "{{ params.ml_input_channel_arn }}"},
-            environment=dag.param("environment"),
-            tags=dag.param("tags"),
+            environment="{{ params.environment | tojson }}",
+            tags="{{ params.tags | tojson }}",
             wait_for_completion=False,
         )
 
@@ -177,7 +178,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             task_id="wait_inference",
             aws_conn_id=AWS_CONN_ID,
             membership_identifier="{{ params.membership_id }}",
-            trained_model_inference_job_arn=start_inference.output,
+            trained_model_inference_job_arn=cast("str", start_inference.output),  # XComArg: job ARN
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,

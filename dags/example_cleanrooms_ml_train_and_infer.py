@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import cast
 
 import pendulum
 from airflow.sdk import DAG, Param
@@ -187,8 +188,8 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             resource_config={
                 "instanceType": "{{ params.training_instance_type }}",
                 "instanceCount": 1,
-                # A number: dag.param() resolves to the run's value as is (Jinja renders strings).
-                "volumeSizeInGB": dag.param("training_volume_size_gb"),
+                # Rendered as digits; the operator makes it the integer the model asks for.
+                "volumeSizeInGB": "{{ params.training_volume_size_gb }}",
             },
             data_channels=[
                 {"mlInputChannelArn": "{{ params.training_channel_arn }}", "channelName": "train"}
@@ -204,7 +205,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             task_id="wait_trained_model",
             aws_conn_id=AWS_CONN_ID,
             membership_identifier="{{ params.membership_id }}",
-            trained_model_arn=create_trained_model.output,
+            trained_model_arn=cast("str", create_trained_model.output),  # XComArg: model ARN
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,
@@ -235,7 +236,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             task_id="wait_inference",
             aws_conn_id=AWS_CONN_ID,
             membership_identifier="{{ params.membership_id }}",
-            trained_model_inference_job_arn=start_inference.output,
+            trained_model_inference_job_arn=cast("str", start_inference.output),  # XComArg: job ARN
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,

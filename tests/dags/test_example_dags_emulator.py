@@ -147,7 +147,7 @@ def test_inference_dag_end_to_end(
     start = _only(emulator.control.requests(START))
     assert start["name"] == f"nightly-{nodash(run_after)}"
     assert start["trainedModelArn"] == seeded["trained_model_arn"]
-    # Numbers and objects arrive typed (dag.param), not as Jinja-rendered strings.
+    # Numbers and objects arrive typed, though Jinja rendered them as strings.
     assert start["resourceConfig"] == {"instanceType": "ml.c5.xlarge", "instanceCount": 3}
     assert start["environment"] == {"SCORE_THRESHOLD": "0.9", "MODE": "batch"}
     assert start["tags"] == {"team": "risk", "cost-center": "42"}
