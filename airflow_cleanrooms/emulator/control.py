@@ -114,6 +114,10 @@ class EmulatorControl:
         """
         return self._call("POST", "fail", {"name": name, "statusCode": code, "message": message})  # type: ignore[no-any-return]
 
+    def failures(self) -> list[dict[str, str]]:
+        """The failure rules: ``[{"name", "statusCode", "message"}]`` (they persist in the state file)."""
+        return self._call("GET", "failures")["failures"]  # type: ignore[no-any-return]
+
     def force_status(
         self,
         arn: str,

@@ -82,7 +82,7 @@ def test_restart_on_the_same_file_keeps_jobs_and_their_progress(tmp_path: Path) 
             doomed,
         }
         # The failure rule was kept too.
-        assert [r["name"] for r in second.control._call("GET", "failures")["failures"]] == ["doomed"]
+        assert [r["name"] for r in second.control.failures()] == ["doomed"]
 
 
 def test_memory_state_is_not_shared(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_command_line_flags_env_restart_and_sigterm(cleanrooms_emulator_process:
         )["name"]
         == "before-restart"
     )
-    assert proc.control._call("GET", "failures")["failures"][0]["statusCode"] == "AlgorithmError"
+    assert proc.control.failures()[0]["statusCode"] == "AlgorithmError"
 
     # Ctrl-C (SIGINT) stops it cleanly too.
     assert proc.process is not None
