@@ -13,8 +13,8 @@ connection each), each calling ``GetTrainedModelInferenceJob`` for its own job, 
 Prints, per phase and server stack, requests/second, p50/p90/p99/max latency, errors, and the
 server's CPU time per request (read from /proc, so it stays meaningful on a busy machine)::
 
-    python benchmarks/emulator_load.py --n 1000                               # the reported figures
-    python benchmarks/emulator_load.py --n 20 --seconds 2 --saturate-seconds 1  # CI smoke
+    python benchmarks/emulator_load.py --n 1000    # the reported figures
+    python benchmarks/emulator_load.py --n 20      # CI smoke (short windows), a few seconds
     python benchmarks/emulator_load.py --n 1000 --stack aiohttp --stack threading   # compare stacks
 
 Requests carry a SigV4-shaped ``Authorization`` header (the emulator checks that requests are
@@ -264,12 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, default=1000, help="concurrent pollers = jobs (default 1000)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="paced polling window (default 10)")
     parser.add_argument(
-        "--interval", type=float, default=2.0, help="paced: pause after each answer, per poller (default 2)"
+        "--seconds", type=float, help="paced polling window (default 10; 2 when --n is under 100)"
     )
     parser.add_argument(
-        "--saturate-seconds", type=float, default=5.0, help="back-to-back polling window (default 5)"
+        "--interval", type=float, help="paced: pause after each answer, per poller (default 2; 0.5 under 100)"
+    )
+    parser.add_argument(
+        "--saturate-seconds", type=float, help="back-to-back polling window (default 5; 1 under 100)"
     )
     parser.add_argument(
         "--stack", action="append", choices=VARIANTS, help="server stack(s)/loop(s) to run (default aiohttp)"
@@ -279,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per stack instead of text")
     args = parser.parse_args(argv)
+    small = args.n < 100  # the quick CI smoke run
+    args.seconds = args.seconds if args.seconds is not None else (2.0 if small else 10.0)
+    args.interval = args.interval if args.interval is not None else (0.5 if small else 2.0)
+    args.saturate_seconds = (
+        args.saturate_seconds if args.saturate_seconds is not None else (1.0 if small else 5.0)
+    )
     failures = 0
     for stack in args.stack or ["aiohttp"]:
         with tempfile.TemporaryDirectory(prefix="emulator-load-") as tmp:
