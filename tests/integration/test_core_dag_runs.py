@@ -112,3 +112,29 @@ def test_job_failure_fails_the_start_task_with_status_details(
     assert "CREATE_FAILED" in logs
     assert "ContainerRuntimeError: scoring container exited 3" in logs
     assert "s3cr3t-in-conf" not in logs
+
+
+def test_execution_timeout_cancels_the_job(core_dag, cleanrooms_emulator) -> None:
+    membership_id = str(uuid.uuid4())
+    seeded = cleanrooms_emulator.control.seed_membership(membership_id, trained_model=True)
+    cleanrooms_emulator.control.set_timings(pending_seconds=120, running_seconds=120)
+    dag = core_dag("core_inference_execution_timeout")
+
+    dag_run = dag.test(
+        run_after=RUN_AFTER,
+        run_conf={
+            "membership_id": membership_id,
+            "trained_model_arn": seeded["trained_model_arn"],
+            "channel_arn": seeded["ml_input_channel_arn"],
+        },
+    )
+
+    assert _states(dag_run) == {"start_inference": "failed"}
+    (start,) = cleanrooms_emulator.control.requests("StartTrainedModelInferenceJob")
+    (cancel,) = cleanrooms_emulator.control.requests("CancelTrainedModelInferenceJob")
+    job_arn = cancel["params"]["trainedModelInferenceJobArn"]
+    status = cleanrooms_emulator.client().get_trained_model_inference_job(
+        membershipIdentifier=membership_id, trainedModelInferenceJobArn=job_arn
+    )["status"]
+    assert status in {"CANCEL_PENDING", "CANCEL_IN_PROGRESS", "INACTIVE"}
+    assert start["params"]["name"] == "timed-out-20260304T050607"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from airflow.sdk import DAG
 
@@ -56,3 +57,22 @@ for deferrable in (False, True):
             deferrable=deferrable,
         )
     globals()[dag.dag_id] = dag
+
+with DAG(
+    "core_inference_execution_timeout",
+    schedule=None,
+    params={"membership_id": "", "trained_model_arn": "", "channel_arn": ""},
+) as timeout_dag:
+    # The job outlives execution_timeout: Airflow kills the task, on_kill cancels the job.
+    CleanRoomsMLStartTrainedModelInferenceJobOperator(
+        task_id="start_inference",
+        aws_conn_id=CONN_ID,
+        membership_identifier="{{ params.membership_id }}",
+        name="timed-out-{{ dag_run.run_after | ts_nodash }}",
+        trained_model_arn="{{ params.trained_model_arn }}",
+        resource_config={"instanceType": "ml.m5.xlarge"},
+        output_configuration={"members": [{"accountId": "444455556666"}]},
+        data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
+        waiter_delay=1,
+        execution_timeout=timedelta(seconds=3),
+    )
