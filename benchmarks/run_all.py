@@ -1,0 +1,288 @@
+"""
+All scale benchmarks in one command (``scripts/bench``): prints a table, optionally writes JSON.
+
+1. N concurrent inference-job waits in one event loop against the emulator (its own process), for
+   our trigger and for the anchor (the amazon provider's ``AwsBaseWaiterTrigger`` path, same waiter),
+   each in a fresh process: completions, largest event-loop stall (heartbeat coroutine), RSS growth
+   per wait, API calls per job, time from the job turning ACTIVE to its event, total time.
+2. DAG parse cost (fresh interpreters, median): our operators + sensors + example DAG vs bare
+   ``import airflow.sdk``, next to the amazon provider's SageMaker operator + sensor modules.
+
+Figures are printed, never asserted; ``--smoke`` (CI) runs a small N so the harness cannot rot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    CONNECTIONS,
+    MEMBERSHIP,
+    ROOT,
+    EmulatorProcess,
+    child_env,
+    connection_uri_env,
+    create_jobs,
+)
+from parse_cost import measure as measure_parse_cost
+
+HOLD_SECONDS = 3600.0  # CREATE_IN_PROGRESS length the jobs are created with (the clock is then moved)
+PENDING_SECONDS = 1.0
+
+
+def run_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    control = emu.control
+    control.reset()
+    control.set_timings(pending_seconds=PENDING_SECONDS, running_seconds=HOLD_SECONDS)
+    seed = control.seed_membership(MEMBERSHIP, trained_model=True)
+    started = time.monotonic()
+    jobs = create_jobs(emu.url, args.n, seed, prefix=f"bench-{variant}")
+    creation_s = time.monotonic() - started
+    control.clear_requests()
+    spec = {
+        "variant": variant,
+        "jobs": jobs,
+        "url": emu.url,
+        "membership": MEMBERSHIP,
+        "connections": sorted(CONNECTIONS),
+        "delay": args.delay,
+        "max_attempts": args.max_attempts,
+        "active_after": args.active_after,
+        "hold_seconds": PENDING_SECONDS + HOLD_SECONDS,
+        "timeout": args.timeout,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec_file:
+        json.dump(spec, spec_file)
+    # The child's output (its trigger logs included) goes to a file, not a pipe, so a busy parent
+    # can never slow the measured loop down through pipe backpressure.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        try:
+            proc = subprocess.run(
+                [sys.executable, str(Path(__file__).with_name("waits.py")), spec_file.name],
+                stdout=out,
+                stderr=err,
+                text=True,
+                env=child_env(connection_uri_env(emu.url)),
+                cwd=ROOT,
+                timeout=args.timeout + 300,
+            )
+        finally:
+            os.unlink(spec_file.name)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{variant} run failed (rc={proc.returncode}):\n{stderr[-3000:]}")
+    if os.environ.get("BENCH_CHILD_STDERR"):
+        print(stdout[-5000:], stderr[-20000:], sep="\n", file=sys.stderr)
+    result: dict[str, Any] = json.loads(lines[-1])
+    polls = control.requests("GetTrainedModelInferenceJob")
+    result["api_calls_per_job"] = len(polls) / args.n
+    first_poll: dict[str, float] = {}
+    for entry in polls:
+        arn = entry["params"].get("trainedModelInferenceJobArn", "")
+        first_poll.setdefault(arn, entry["time"] - result["t_go"])
+    if first_poll:
+        ordered = sorted(first_poll.values())
+        result["first_poll_median_s"] = ordered[len(ordered) // 2]
+        result["first_poll_max_s"] = ordered[-1]
+    result["cpu_ms_per_call"] = 1000 * result["cpu_s"] / len(polls) if polls else None
+    result["job_creation_s"] = creation_s
+    return result
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kib = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    except (OSError, StopIteration):
+        mem_kib = 0
+    from importlib.metadata import version
+
+    versions = {
+        name: version(name)
+        for name in ("apache-airflow", "apache-airflow-providers-amazon", "aiobotocore", "botocore")
+    }
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "load_avg": os.getloadavg(),
+        **versions,
+    }
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)):
+        return f"{value * scale:.{digits}f}"
+    return str(value)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or b == 0:
+        return "-"
+    return f"{a / b:.3f}"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    print(
+        f"\nMachine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, Python {m['python']}, "
+        f"Airflow {m['apache-airflow']}, amazon provider {m['apache-airflow-providers-amazon']}, "
+        f"aiobotocore {m['aiobotocore']}, botocore {m['botocore']}; load avg at start "
+        f"{', '.join(f'{x:.2f}' for x in m['load_avg'])}"
+    )
+    waits = report.get("waits", {})
+    if waits:
+        first = next(iter(waits.values()))
+        print(
+            f"\n{first['n']} concurrent inference-job waits in one event loop, split over "
+            f"{len(CONNECTIONS)} connections; poll every {report['args']['delay']} s; jobs turn ACTIVE "
+            f"{report['args']['active_after']} s after the start (spread over the "
+            f"{first['active_spread_s']:.1f} s their creation took)\n"
+        )
+        rows = [
+            ("completed (success events)", "completed", 1, 0),
+            ("error / missing events", None, 1, 0),
+            ("max event-loop stall (ms)", "max_stall_s", 1000, 1),
+            ("p99 event-loop stall (ms)", "p99_stall_s", 1000, 1),
+            ("RSS growth per wait (KiB)", "rss_growth_per_wait_bytes", 1 / 1024, 1),
+            ("API calls per job", "api_calls_per_job", 1, 2),
+            ("first poll after start, median (s)", "first_poll_median_s", 1, 2),
+            ("first poll after start, max (s)", "first_poll_max_s", 1, 2),
+            ("ACTIVE -> event, median (s)", "latency_p50_s", 1, 2),
+            ("ACTIVE -> event, max (s)", "latency_max_s", 1, 2),
+            ("total time (s)", "total_s", 1, 2),
+            ("waiter process CPU (s)", "cpu_s", 1, 2),
+            ("CPU per API call (ms)", "cpu_ms_per_call", 1, 2),
+        ]
+        variants = list(waits)
+        header = f"{'metric':<36}" + "".join(f"{v:>14}" for v in variants)
+        if "ours" in waits and "anchor" in waits:
+            header += f"{'ours/anchor':>14}"
+        print(header)
+        print("-" * len(header))
+        for label, key, scale, digits in rows:
+            line = f"{label:<36}"
+            for v in variants:
+                r = waits[v]
+                if key is None:
+                    cell = f"{r['errors']} / {r['missing']}"
+                elif key == "completed":
+                    cell = f"{r['completed']}/{r['n']}"
+                else:
+                    cell = _fmt(r.get(key), scale, digits)
+                line += f"{cell:>14}"
+            if "ours" in waits and "anchor" in waits and key not in (None, "completed"):
+                line += f"{_ratio(waits['ours'].get(key), waits['anchor'].get(key)):>14}"
+            print(line)
+        clients = "  ".join(
+            f"{v}: {waits[v]['clients_per_connection'] or 'one per trigger'}" for v in variants
+        )
+        print(f"{'clients per connection':<36}{clients}")
+        if "ours" in waits:
+            print(
+                f"{'client shared across connections':<36}"
+                f"{'YES (bug)' if waits['ours']['client_shared_across_connections'] else 'no'}"
+            )
+        for v in variants:
+            for sample in waits[v].get("error_samples", []):
+                print(f"  {v} error: {sample}")
+    parse = report.get("parse")
+    if parse:
+        med, cpu = parse["median_s"], parse["median_cpu_s"]
+        print(f"\nDAG parse cost (fresh interpreters, median of {parse['repeats']}):")
+        print(f"  {'':<52}{'wall (s)':>10}{'ratio':>8}{'CPU (s)':>10}{'ratio':>8}")
+        rows = [
+            ("import airflow.sdk alone", "bare", 1.0, 1.0),
+            (
+                "+ our operators, sensors and example DAG",
+                "ours",
+                parse["ratio_ours"],
+                parse["cpu_ratio_ours"],
+            ),
+            (
+                "+ amazon SageMaker operators and sensors (anchor)",
+                "anchor",
+                parse["ratio_anchor"],
+                parse["cpu_ratio_anchor"],
+            ),
+        ]
+        for label, kind, ratio, cpu_ratio in rows:
+            print(f"  {label:<52}{med[kind]:>10.3f}{ratio:>8.3f}{cpu[kind]:>10.3f}{cpu_ratio:>8.3f}")
+        for note in parse["notes"]:
+            print(f"  note: {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--n", type=int, help="concurrent waits (default 1000; --smoke: 20)")
+    parser.add_argument("--smoke", action="store_true", help="small and quick (CI): N=20, 1 parse repeat")
+    parser.add_argument("--delay", type=int, help="waiter_delay in seconds (default 5; --smoke: 1)")
+    parser.add_argument(
+        "--active-after",
+        type=float,
+        help="first job turns ACTIVE this long after the start (default 10; --smoke: 5)",
+    )
+    parser.add_argument("--max-attempts", type=int, default=200)
+    parser.add_argument(
+        "--timeout", type=float, help="give up on a run after (s) (default 900; --smoke: 120)"
+    )
+    parser.add_argument("--variants", default="ours,anchor", help="comma-separated: ours, anchor, ours-aio")
+    parser.add_argument(
+        "--parse-repeats", type=int, help="fresh interpreters per kind (default 7; --smoke: 1)"
+    )
+    parser.add_argument("--skip-waits", action="store_true")
+    parser.add_argument("--skip-parse", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    defaults = (
+        {"n": 20, "delay": 1, "active_after": 5.0, "timeout": 120.0, "parse_repeats": 1}
+        if args.smoke
+        else {"n": 1000, "delay": 5, "active_after": 10.0, "timeout": 900.0, "parse_repeats": 7}
+    )
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+    report: dict[str, Any] = {"machine": machine(), "args": vars(args)}
+    if not args.skip_waits:
+        report["waits"] = {}
+        with EmulatorProcess() as emu:
+            for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+                print(f"running {variant} with N={args.n} ...", file=sys.stderr, flush=True)
+                report["waits"][variant] = run_waits(emu, variant, args)
+    if not args.skip_parse:
+        print("measuring DAG parse cost ...", file=sys.stderr, flush=True)
+        report["parse"] = measure_parse_cost(args.parse_repeats, child_env())
+    print_report(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""
+One measured run (a fresh process): N concurrent inference-job waits in one event loop.
+
+``python benchmarks/waits.py SPEC.json`` reads the spec written by run_all.py (variant, jobs, timings,
+emulator URL) and prints one JSON line of results. Variants:
+
+* ``ours``: the provider's trigger on ``CleanRoomsMLBaseWaiterTrigger`` (default transport: one shared
+  boto3 client per connection, calls on the pool's threads);
+* ``anchor``: the same trigger class with the amazon provider's ``AwsBaseWaiterTrigger.run`` (a client
+  per trigger through ``hook.get_async_conn()``, the provider's ``async_wait``), same waiter;
+* ``ours-aio``: the same trigger with ``client_transport = "aio"`` (one shared aiobotocore client per
+  connection, used on the loop), the alternative design, measured to choose between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def trigger_classes() -> dict[str, type]:
+    from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
+
+    try:
+        from airflow_cleanrooms.triggers.cleanrooms_ml import (
+            CleanRoomsMLTrainedModelInferenceJobCompleteTrigger as Ours,
+        )
+    except ImportError:  # the core trigger has not landed: same waiter, bench-local trigger
+        from fallback_trigger import BenchInferenceJobCompleteTrigger as Ours
+
+    class Anchor(Ours):  # type: ignore[misc,valid-type]
+        run = AwsBaseWaiterTrigger.run
+
+    class OursAio(Ours):  # type: ignore[misc,valid-type]
+        client_transport = "aio"
+
+    return {"ours": Ours, "ours-aio": OursAio, "anchor": Anchor}
+
+
+async def warm_up(conn_ids: list[str]) -> None:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+
+    for conn_id in conn_ids:
+        hook = AwsGenericHook(aws_conn_id=conn_id, client_type="cleanroomsml")
+        async with await hook.get_async_conn():
+            pass
+
+
+def main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    variant = spec["variant"]
+    jobs = spec["jobs"]
+    n = len(jobs)
+
+    # Everything both variants need is imported before the baseline.
+    import airflow.sdk  # noqa: F401
+
+    from airflow_cleanrooms.aio.client_pool import SharedClientPool, close_shared_clients
+    from airflow_cleanrooms.emulator.control import EmulatorControl
+
+    cls = trigger_classes()[variant]
+    conn_ids = sorted(spec["connections"])
+    triggers = [
+        cls(
+            membership_identifier=spec["membership"],
+            trained_model_inference_job_arn=job["arn"],
+            waiter_delay=spec["delay"],
+            waiter_max_attempts=spec["max_attempts"],
+            aws_conn_id=conn_ids[i % len(conn_ids)],
+        )
+        for i, job in enumerate(jobs)
+    ]
+    # The jobs were created with a long CREATE_IN_PROGRESS; move the emulator's clock so the first
+    # turns ACTIVE `active_after` seconds from now (the others follow in creation order).
+    control = EmulatorControl(spec["url"], timeout=120)
+    # Warm-up, identical for every variant: open and close one client per connection through the
+    # provider's hook, so the service model and endpoint rules are loaded (and cached by the provider's
+    # shared botocore loader) before the baseline, as in a triggerer that has been running a while.
+    asyncio.run(warm_up(conn_ids))
+    gc.collect()
+    rss_base = rss_bytes()
+    t_go = time.time()
+    cpu_go = time.process_time()
+    advance = min(j["created"] for j in jobs) + spec["hold_seconds"] - (t_go + spec["active_after"])
+    control.advance_clock(advance)
+    active_at = [j["created"] + spec["hold_seconds"] - advance for j in jobs]
+
+    events: dict[int, tuple[dict[str, Any], float]] = {}
+    stalls: list[float] = []
+    rss_peak = rss_base
+    cpu_end = cpu_go
+
+    async def run() -> tuple[float, int]:
+        nonlocal rss_peak
+        finished = asyncio.Event()
+        beat = 0.01
+
+        async def heartbeat() -> None:
+            while not finished.is_set():
+                start = time.perf_counter()
+                await asyncio.sleep(beat)
+                stalls.append(max(0.0, time.perf_counter() - start - beat))
+
+        def sample_rss() -> None:  # in a thread: reading /proc is a syscall, kept off the measured loop
+            nonlocal rss_peak
+            while not sampler_done.wait(0.05):
+                rss_peak = max(rss_peak, rss_bytes())
+
+        sampler_done = threading.Event()
+        sampler = threading.Thread(target=sample_rss, daemon=True)
+        sampler.start()
+
+        async def wait_one(i: int) -> None:
+            async for event in triggers[i].run():  # iterated to its end, as the triggerer does
+                events[i] = (event.payload, time.time())
+
+        hb = asyncio.create_task(heartbeat())
+        await asyncio.sleep(beat * 3)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(wait_one(i) for i in range(n)), return_exceptions=True),
+                timeout=spec["timeout"],
+            )
+        t_end = time.time()
+        nonlocal cpu_end
+        cpu_end = time.process_time()
+        rss_peak = max(rss_peak, rss_bytes())
+        finished.set()
+        sampler_done.set()
+        await hb
+        pool = SharedClientPool.for_running_loop()
+        built = pool.clients_created
+        await close_shared_clients()
+        return t_end, built
+
+    debug = bool(os.environ.get("BENCH_ASYNCIO_DEBUG"))  # logs callbacks slower than 50 ms to stderr
+    if debug:
+        import logging
+
+        logging.getLogger("asyncio").addHandler(logging.StreamHandler(sys.stderr))
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
+    if os.environ.get("BENCH_PROFILE"):  # main-thread profile of the measured loop, to stderr
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        t_end, pool_built = profiler.runcall(asyncio.run, run(), debug=debug)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(
+            os.environ.get("BENCH_PROFILE_SORT", "cumulative")
+        ).print_stats(45)
+    else:
+        t_end, pool_built = asyncio.run(run(), debug=debug)
+
+    ok = [i for i, (payload, _) in events.items() if payload.get("status") == "success"]
+    errors = [
+        payload.get("message", "")[:200]
+        for payload, _ in events.values()
+        if payload.get("status") != "success"
+    ]
+    latencies = sorted(events[i][1] - active_at[i] for i in ok)
+    clients_by_conn: dict[str, set[int]] = {}
+    for _i, t in enumerate(triggers):
+        client_id = getattr(t, "_client_id", None)
+        if client_id is not None:
+            clients_by_conn.setdefault(t.aws_conn_id, set()).add(client_id)
+    shared_across = len(clients_by_conn) > 1 and bool(
+        set.intersection(*clients_by_conn.values()) if clients_by_conn else False
+    )
+    result = {
+        "variant": variant,
+        "n": n,
+        "completed": len(ok),
+        "errors": len(events) - len(ok),
+        "missing": n - len(events),
+        "error_samples": errors[:3],
+        "max_stall_s": max(stalls) if stalls else None,
+        "p99_stall_s": statistics.quantiles(stalls, n=100)[98] if len(stalls) >= 100 else None,
+        "rss_growth_per_wait_bytes": (rss_peak - rss_base) / n,
+        "latency_p50_s": statistics.median(latencies) if latencies else None,
+        "latency_max_s": latencies[-1] if latencies else None,
+        "latency_min_s": latencies[0] if latencies else None,
+        "active_spread_s": max(active_at) - min(active_at),
+        "t_go": t_go,
+        "total_s": t_end - t_go,
+        "cpu_s": cpu_end - cpu_go,
+        "last_active_s": max(active_at) - t_go,
+        "clients_per_connection": {k: len(v) for k, v in clients_by_conn.items()},
+        "client_shared_across_connections": shared_across,
+        "pool_clients_built": pool_built,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,40 @@
+"""CI runs the benchmark at a small N so it cannot rot; only correctness facts are asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_benchmark_smoke_run_completes_every_wait_without_sharing_clients_across_connections(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    ours, anchor = report["waits"]["ours"], report["waits"]["anchor"]
+    for result in (ours, anchor):
+        assert result["completed"] == result["n"] == 20
+        assert result["errors"] == 0 and result["missing"] == 0
+        assert result["api_calls_per_job"] >= 1
+    # One client per connection for ours, and never one shared by the two connections.
+    assert ours["clients_per_connection"] == {"bench_a": 1, "bench_b": 1}
+    assert ours["client_shared_across_connections"] is False
+    assert ours["pool_clients_built"] == 2
+    # The table was printed, with both sides and the parse-cost ratios.
+    assert "ours/anchor" in proc.stdout and "DAG parse cost" in proc.stdout
+    parse = report["parse"]
+    assert parse["ratio_ours"] > 0 and parse["ratio_anchor"] > 0
