@@ -417,3 +417,18 @@ def test_subclass_without_hook_class_is_rejected_at_import_time():
 
     with pytest.raises(AttributeError, match="aws_hook_class"):
         type("NoHook", (CleanRoomsMLBaseWaiterTrigger,), {})
+
+
+def test_rotated_connection_credentials_get_a_new_client(monkeypatch):
+    async def main() -> None:
+        pool = SharedClientPool.for_running_loop()
+        async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (old_key, old_client):
+            monkeypatch.setenv("AIRFLOW_CONN_SCALE_A", connection_env("AKIASCALEROTATEDXXXX", "secret-new"))
+            async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (new_key, new_client):
+                assert new_key.aws_conn_id == old_key.aws_conn_id
+                assert new_key != old_key and new_client is not old_client
+                assert new_client.client._request_signer._credentials.access_key == "AKIASCALEROTATEDXXXX"
+                assert old_client.client._request_signer._credentials.access_key == "AKIASCALEAAAAAAAAAAA"
+        await close_shared_clients()
+
+    asyncio.run(main())
