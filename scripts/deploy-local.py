@@ -433,9 +433,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dags-folder", type=Path, default=REPO_ROOT / "dags")
     parser.add_argument("--workdir", type=Path, default=None, help="kept after stop when given")
-    parser.add_argument("--seed-membership", metavar="ID", help="seed the emulator with this membership")
+    parser.add_argument(
+        "--seed-membership",
+        metavar="UUID",
+        help="seed the emulator: algorithm, association, ML input channel and a trained model (ARNs printed)",
+    )
     args = parser.parse_args()
-    topology = LocalTopology(dags_folder=args.dags_folder.resolve(), workdir=args.workdir)
+    # The example DAGs check jobs every 60 s by default; the emulator's jobs finish in about 12 s.
+    poll = os.environ.get("CLEANROOMS_ML_EXAMPLE_POLL_SECONDS", "10")
+    topology = LocalTopology(
+        dags_folder=args.dags_folder.resolve(),
+        workdir=args.workdir,
+        extra_env={"CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": poll},
+    )
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -448,7 +458,9 @@ def main() -> int:
         if args.seed_membership:
             from airflow_cleanrooms.emulator.control import EmulatorControl
 
-            seeded = EmulatorControl(topology.emulator_url).seed_membership(args.seed_membership)
+            seeded = EmulatorControl(topology.emulator_url).seed_membership(
+                args.seed_membership, trained_model=True
+            )
             print(json.dumps(seeded, indent=2))
         print(
             f"\nAirflow UI / REST API  : {topology.api_url}\n"

@@ -47,6 +47,12 @@ def venv_tool(name: str) -> str | None:
 TIMINGS: dict[str, float] = {}
 ARTIFACTS = REPO_ROOT / "artifacts"
 MEMBERSHIP_ID = "3f2b8c1e-5d4a-4e6f-9b7c-1a2d3e4f5a6b"
+# Sensor poke / trigger poll interval of the example DAGs here. Not 1 s: with LocalExecutor on a
+# loaded machine, Airflow 3.3 can fail a sensor whose next poke (reschedule mode) or resumed run
+# (deferrable) starts before the scheduler drained the previous worker's exit event ("finished with
+# state success, but the task instance's state attribute is running"; apache/airflow#71172 and
+# #72716, open). Seen here with 1 s; 10 s leaves the scheduler time to drain it.
+POLL_SECONDS = 10
 EXAMPLE_DAGS = (
     "example_cleanrooms_ml_inference",
     "example_cleanrooms_ml_inference_deferrable",
@@ -87,9 +93,9 @@ def deployment() -> Iterator[Any]:
     deploy = _load_deploy_module()
     shutil.rmtree(ARTIFACTS / "deployment-logs", ignore_errors=True)
     topology = deploy.LocalTopology(
-        # Fast job clock and polling: the whole suite's runs finish in well under a minute.
+        # Fast job clock: a job is ACTIVE 4 s after it starts.
         emulator_args=["--pending-seconds", "1", "--running-seconds", "3", "--log-level", "WARNING"],
-        extra_env={"CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": "1"},
+        extra_env={"CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": str(POLL_SECONDS)},
         log=lambda line: None,
         keep_logs=ARTIFACTS / "deployment-logs",
     )

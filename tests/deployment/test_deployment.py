@@ -15,9 +15,10 @@ from typing import Any
 import boto3
 import pytest
 
-from .conftest import MEMBERSHIP_ID, ExampleRun, name_prefix
+from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, ExampleRun, name_prefix
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The first test also pays for the shared topology (start + all example runs): minutes, not seconds.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 JOB_ARN = re.compile(
     r"^arn:aws[-a-z]*:cleanrooms-ml:[-a-z0-9]+:\d{12}:membership/[-a-f0-9]+/trained-model-inference-job/"
@@ -95,20 +96,29 @@ def test_train_and_infer_runs_infer_on_the_model_they_trained(
 
 
 def test_emulator_holds_exactly_one_job_per_run(deployment: Any, example_runs: dict[str, ExampleRun]) -> None:
+    """Every run of the session (these, and any other test's) maps to its own single emulator job."""
     from airflow_cleanrooms.emulator.control import EmulatorControl
 
     client = _emulator_client(deployment)
     jobs = [
-        job
+        job["trainedModelInferenceJobArn"]
         for page in client.get_paginator("list_trained_model_inference_jobs").paginate(
             membershipIdentifier=MEMBERSHIP_ID
         )
         for job in page["trainedModelInferenceJobs"]
     ]
-    for run in example_runs.values():
-        mine = [job for job in jobs if job["name"].startswith(name_prefix(run.dag_id) + "-")]
-        assert len(mine) == 1, f"{run.dag_id}: {len(mine)} jobs in the emulator: {mine}"
-    assert len(jobs) == len(example_runs)
+    run_jobs: dict[str, str] = {}
+    train_runs = 0
+    for dag_id in EXAMPLE_DAGS:
+        for run in deployment.api("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]:
+            if run["state"] != "success":
+                continue
+            ref = ExampleRun(dag_id, run["dag_run_id"], run["conf"], run["state"], {})
+            run_jobs[f"{dag_id}/{ref.run_id}"] = _xcom(deployment, ref, "start_inference")
+            train_runs += "train_and_infer" in dag_id
+    assert set(example_runs) <= {key.split("/")[0] for key in run_jobs}
+    assert len(set(run_jobs.values())) == len(run_jobs), f"two runs share a job: {run_jobs}"
+    assert sorted(jobs) == sorted(run_jobs.values()), "the emulator's jobs are not one per run"
     control = EmulatorControl(deployment.emulator_url)
-    assert len(control.requests("StartTrainedModelInferenceJob")) == len(example_runs)
-    assert len(control.requests("CreateTrainedModel")) == 2  # one per train-and-infer run
+    assert len(control.requests("StartTrainedModelInferenceJob")) == len(run_jobs)
+    assert len(control.requests("CreateTrainedModel")) == train_runs
