@@ -222,6 +222,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         self.durable = durable
         self._durable_request: dict[str, Any] | None = None
         self._durable_job: dict[str, Any] | None = None
+        self._durable_found_status: str | None = None
 
     # ---- to implement in the operator ------------------------------------------------------
 
@@ -253,8 +254,8 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
             if job is None:
                 job = self._start_or_find(context)
                 self._store(context, job)
-                status = self.get_job_status(job, context)
-                if self.resource_kind.is_success(status):
+                # A job found by its identity tag may be ACTIVE already (status from the listing).
+                if self.resource_kind.is_success(self._durable_found_status):
                     return self.get_job_result(job, context)
             self.defer_on_job(job, context)
             return None  # pragma: no cover - defer() raises
@@ -360,6 +361,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
                 own.status,
             )
             job = own.ref()
+            self._durable_found_status = own.status
             self._note_job(job, context)
             return job
         if self.durable:
@@ -367,6 +369,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         # Clear what a status check of an older job may have recorded, so on_kill has nothing
         # stale to cancel if the start call fails.
         self._durable_job = None
+        self._durable_found_status = None
         job = self._start(context, request)
         self.log.info("Started %s %s", self.resource_kind.label, job["arn"])
         self._note_job(job, context)

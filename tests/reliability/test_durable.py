@@ -305,3 +305,18 @@ def test_trained_model_crash_window_reuses_the_model_and_its_version(
     assert [r for r in cleanrooms_emulator.control.requests("CreateTrainedModel") if r["status"] == 200] == [
         r for r in cleanrooms_emulator.control.requests("CreateTrainedModel") if r["status"] == 200
     ][:1]
+
+
+def test_deferrable_retry_finding_its_job_active_succeeds_without_deferring(
+    cleanrooms_emulator: Any, seeded: dict
+) -> None:
+    ti = FakeTaskInstance()
+    orphan = start_tagged_job(cleanrooms_emulator, seeded, ti, "durable-job")
+    cleanrooms_emulator.control.force_status(orphan, "ACTIVE")
+
+    ti.try_number = 2
+    result = operator(cleanrooms_emulator, seeded, deferrable=True).execute(
+        make_context(ti, FakeTaskStateStore())
+    )
+    assert result == orphan
+    assert len(starts(cleanrooms_emulator)) == 1

@@ -302,7 +302,10 @@ def bad_input(suite: Suite) -> Row:
         if entry.names not in log:
             problems.append(f"{entry.id}: the log does not name {entry.names!r}")
     starts = [
-        r for r in suite.control.requests(START) if r["params"].get("membershipIdentifier") == membership
+        r
+        for r in suite.control.requests(START)
+        if r["params"].get("membershipIdentifier") == membership
+        and r["params"].get("name") != conf["taken_name"]
     ]
     if starts:
         problems.append(f"{len(starts)} start request(s) reached the emulator")

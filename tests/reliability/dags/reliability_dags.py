@@ -156,7 +156,7 @@ with _dag("rel_bad_input", retries=1):
     ).expand_kwargs(
         [
             arguments(entry, "{{ dag_run.conf['job_name'] }}-{{ ti.map_index }}", _TEMPLATES)
-            for entry in CORPUS
+            for entry in BAD_INPUTS
         ],
     )
 
