@@ -17,6 +17,7 @@ Shape of ``execute`` (the seam durable execution builds on)::
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,6 +47,7 @@ from airflow_cleanrooms.operators.request import (
     argument_names,
     build_request,
     json_argument_names,
+    redacted_for_log,
     suggest_argument,
 )
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
@@ -175,6 +177,8 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
     def start_job(self, context: Context, request: dict[str, Any]) -> str:
         """Make the one API call that starts the resource; record its ARN (XCom, link, on_kill)."""
         self.log.info("Calling %s for %s", self.operation_name, self.describe_request(request))
+        # Values under sensitive keys are shown as *** (and were registered with the secrets masker).
+        self.log.info("Request: %s", json.dumps(redacted_for_log(request), default=str, sort_keys=True))
         arn = self.call_start(context, request)
         self._job_arn = arn
         self.log.info("Started %s %s", self.kind.label, arn)

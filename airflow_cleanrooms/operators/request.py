@@ -100,6 +100,22 @@ def _sensitive_key_rule() -> Any:
     raise ImportError("Airflow's secrets masker (should_hide_value_for_key) was not found")
 
 
+def redacted_for_log(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a request with values under sensitive keys replaced by ``***`` (whatever the masker does)."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                key: "***" if isinstance(key, str) and should_hide_value_for_key(key) else walk(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [walk(item) for item in value]
+        return value
+
+    return walk(request)
+
+
 def _mask(value: Any, name: str) -> None:
     try:
         from airflow.providers.common.compat.sdk import mask_secret

@@ -47,6 +47,18 @@ def _states(dag_run: Any) -> dict[str, str | None]:
     return {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()}
 
 
+def _rendered_fields(dag_run: Any, task_id: str) -> dict[str, Any]:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        fields = RenderedTaskInstanceFields.get_templated_fields(
+            dag_run.get_task_instance(task_id), session=session
+        )
+    assert fields is not None
+    return fields
+
+
 def _conf(seeded: dict[str, str], membership_id: str) -> dict[str, Any]:
     return {
         "membership_id": membership_id,
@@ -59,7 +71,7 @@ def _conf(seeded: dict[str, str], membership_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync-reschedule", "deferrable"])
-def test_templated_job_runs_and_sensor_gets_the_arn(core_dag, cleanrooms_emulator, deferrable) -> None:
+def test_templated_job_runs_and_sensor_gets_the_arn(core_dag, cleanrooms_emulator, deferrable, capfd) -> None:
     membership_id = str(uuid.uuid4())
     seeded = cleanrooms_emulator.control.seed_membership(membership_id, trained_model=True)
     dag = core_dag(DAG_ID + ("_deferrable" if deferrable else ""))
@@ -89,6 +101,16 @@ def test_templated_job_runs_and_sensor_gets_the_arn(core_dag, cleanrooms_emulato
         membershipIdentifier=membership_id, trainedModelInferenceJobArn=job_arn
     )["status"]
     assert status == "ACTIVE"
+
+    # The secret-looking environment value is hidden in the task log and the rendered-template view.
+    output = capfd.readouterr()
+    logs = output.out + output.err
+    assert '"DB_PASSWORD": "***"' in logs
+    assert "s3cr3t-in-conf" not in logs
+    rendered = _rendered_fields(dag_run, "start_inference")
+    assert rendered["environment"]["MODEL_THRESHOLD"] == "0.75"
+    assert rendered["environment"]["DB_PASSWORD"] == "***"
+    assert rendered["name"] == "churn-scores-20260304T050607"
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])

@@ -342,6 +342,24 @@ class TestValidationBeforeAnyCall:
         op.execute(context)
         assert masked == [("DB_PASSWORD", "s3cr3t-value")]
 
+    def test_the_secrets_masker_learns_sensitive_values(self, stub_for, context, capsys) -> None:
+        from airflow.sdk._shared.secrets_masker import redact
+
+        op = make(
+            environment={"API_TOKEN": "tok-98765-abcdef", "MODEL_THRESHOLD": "0.7"}, wait_for_completion=False
+        )
+        stub_for(op).add_response(
+            "start_trained_model_inference_job",
+            start_response(),
+            {**INFERENCE_REQUEST, "environment": {"API_TOKEN": "tok-98765-abcdef", "MODEL_THRESHOLD": "0.7"}},
+        )
+        op.execute(context)
+        assert "tok-98765-abcdef" not in redact("value is tok-98765-abcdef here")
+        out = capsys.readouterr().out
+        assert '"API_TOKEN": "***"' in out
+        assert '"MODEL_THRESHOLD": "0.7"' in out
+        assert "tok-98765-abcdef" not in out
+
 
 class TestDeferrable:
     def test_defers_with_the_job_trigger(self, stub_for, context, ti) -> None:
