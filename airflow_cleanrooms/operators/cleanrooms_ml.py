@@ -43,6 +43,7 @@ from airflow_cleanrooms.links.cleanrooms_ml import (
 )
 from airflow_cleanrooms.operators.request import (
     CLI_INPUT_JSON,
+    CLI_INPUT_YAML,
     argument_members,
     argument_names,
     build_request,
@@ -69,11 +70,15 @@ _TRIGGER_FAIL_METHOD = "__fail__"
 
 
 def _template_fields(operation_name: str) -> tuple[str, ...]:
-    return aws_template_fields(*argument_names(operation_name), CLI_INPUT_JSON)
+    return aws_template_fields(*argument_names(operation_name), CLI_INPUT_JSON, CLI_INPUT_YAML)
 
 
 def _renderers(operation_name: str) -> dict[str, str]:
-    return {**dict.fromkeys(json_argument_names(operation_name), "json"), CLI_INPUT_JSON: "json"}
+    return {
+        **dict.fromkeys(json_argument_names(operation_name), "json"),
+        CLI_INPUT_JSON: "json",
+        CLI_INPUT_YAML: "yaml",
+    }
 
 
 class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
@@ -87,6 +92,8 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
     :param cli_input_json: The document ``--cli-input-json`` takes: a dict or a JSON string with the
         API's camelCase member names (as ``aws cleanroomsml ... --generate-cli-skeleton input``
         prints). Explicit arguments override its members. (templated)
+    :param cli_input_yaml: The same document as YAML (``--cli-input-yaml``); not together with
+        ``cli_input_json``. (templated)
     :param wait_for_completion: Wait until the resource is ``ACTIVE`` (default ``True``). With
         ``False`` the task ends as soon as the API call returned.
     :param waiter_delay: Seconds between status checks. (default: 60)
@@ -108,6 +115,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         *,
         api_arguments: dict[str, Any],
         cli_input_json: dict[str, Any] | str | None = None,
+        cli_input_yaml: str | None = None,
         wait_for_completion: bool = True,
         waiter_delay: int = 60,
         waiter_max_attempts: int = 720,
@@ -126,6 +134,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         for name in members:
             setattr(self, name, values.get(name))
         self.cli_input_json = cli_input_json
+        self.cli_input_yaml = cli_input_yaml
         self.wait_for_completion = wait_for_completion
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
@@ -165,7 +174,9 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
 
     def build_request(self) -> dict[str, Any]:
         """Build the camelCase request from the rendered arguments and validate it (no API call)."""
-        self._request = build_request(self.operation_name, self.api_arguments, self.cli_input_json)
+        self._request = build_request(
+            self.operation_name, self.api_arguments, self.cli_input_json, self.cli_input_yaml
+        )
         return self._request
 
     @property
@@ -370,7 +381,8 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLBaseOperator
     :param tags: Tags for the job. (templated)
     :param ml_model_inference_payer_account_id: The account that pays for the inference. (templated)
 
-    Also takes ``cli_input_json``, ``wait_for_completion``, ``waiter_delay``, ``waiter_max_attempts``,
+    Also takes ``cli_input_json``/``cli_input_yaml``, ``wait_for_completion``,
+    ``waiter_delay``, ``waiter_max_attempts``,
     ``deferrable`` and ``cancel_on_kill`` (see :class:`CleanRoomsMLBaseOperator`) and the AWS
     arguments ``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``.
     """
@@ -460,7 +472,8 @@ class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLBaseOperator):
     :param tags: Tags for the trained model. (templated)
     :param ml_model_training_payer_account_id: The account that pays for the training. (templated)
 
-    Also takes ``cli_input_json``, ``wait_for_completion``, ``waiter_delay``, ``waiter_max_attempts``,
+    Also takes ``cli_input_json``/``cli_input_yaml``, ``wait_for_completion``,
+    ``waiter_delay``, ``waiter_max_attempts``,
     ``deferrable``, ``cancel_on_kill`` and the AWS arguments.
     """
 
@@ -560,7 +573,8 @@ class CleanRoomsMLCreateMLInputChannelOperator(CleanRoomsMLBaseOperator):
     :param tags: Tags for the channel. (templated)
     :param payer_configuration: Who pays for the channel's compute. (templated)
 
-    Also takes ``cli_input_json``, ``wait_for_completion``, ``waiter_delay``, ``waiter_max_attempts``,
+    Also takes ``cli_input_json``/``cli_input_yaml``, ``wait_for_completion``,
+    ``waiter_delay``, ``waiter_max_attempts``,
     ``deferrable`` and the AWS arguments.
     """
 

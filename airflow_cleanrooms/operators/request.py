@@ -3,8 +3,9 @@ Turn an operator's rendered arguments into a Clean Rooms ML API request, checked
 
 The operator arguments are the API's input members in snake_case, read from the installed botocore
 model. A request is built the way the AWS CLI builds one from ``--cli-input-json`` plus options:
-the JSON document (camelCase keys, as ``--generate-cli-skeleton input`` prints) gives the base and
-each explicit argument overrides its member as a whole. Then:
+the JSON document (camelCase keys, as ``--generate-cli-skeleton input`` prints; or the YAML one of
+``--cli-input-yaml``) gives the base and each explicit argument overrides its member as a whole.
+Then:
 
 - values that Jinja rendered into strings are turned back into what the model wants where that is
   unambiguous (a JSON object or list string for an object/list member, ``"2"`` for an integer,
@@ -25,6 +26,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
 from airflow_cleanrooms.service_model import (
     ValidationIssue,
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from botocore.model import Shape
 
 CLI_INPUT_JSON = "cli_input_json"
+CLI_INPUT_YAML = "cli_input_yaml"
 REDACTED = "<redacted>"
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _CONTAINER_TYPES = ("structure", "map", "list")
@@ -146,22 +150,23 @@ class _Builder:
         self.issues.append(ValidationIssue(path, message))
         self.reported_paths.add(path)
 
-    # -- cli_input_json ---------------------------------------------------------------------
+    # -- cli_input_json / cli_input_yaml ----------------------------------------------------
 
-    def parse_cli_input(self, cli_input_json: Any) -> dict[str, Any]:
-        if cli_input_json is None or (isinstance(cli_input_json, str) and not cli_input_json.strip()):
+    def parse_cli_input(self, document: Any, source: str = CLI_INPUT_JSON) -> dict[str, Any]:
+        """Parse the ``--cli-input-json`` (or ``--cli-input-yaml``) document; report unknown members."""
+        if document is None or (isinstance(document, str) and not document.strip()):
             return {}
-        document = cli_input_json
+        kind = "YAML" if source == CLI_INPUT_YAML else "JSON"
         if isinstance(document, str):
             try:
-                document = json.loads(document)
-            except ValueError as error:
-                self.issue(CLI_INPUT_JSON, f"is not valid JSON ({error})")
+                document = yaml.safe_load(document) if source == CLI_INPUT_YAML else json.loads(document)
+            except (ValueError, yaml.YAMLError) as error:
+                self.issue(source, f"is not valid {kind} ({error})")
                 return {}
         if not isinstance(document, Mapping):
             self.issue(
-                CLI_INPUT_JSON,
-                f"must be a JSON object (dict) of {self.operation_name} members, "
+                source,
+                f"must be a {kind} object (dict) of {self.operation_name} members, "
                 f"got {type(document).__name__}",
             )
             return {}
@@ -171,7 +176,7 @@ class _Builder:
                 result[key] = value
                 continue
             self.issue(
-                f"{CLI_INPUT_JSON}.{key}",
+                f"{source}.{key}",
                 f"is not a member of the {self.operation_name} input; allowed: "
                 f"{', '.join(self.members)}{self._suggest(str(key))}",
             )
@@ -256,11 +261,20 @@ class _Builder:
 
     # -- the whole thing --------------------------------------------------------------------
 
-    def build(self, arguments: Mapping[str, Any], cli_input_json: Any) -> dict[str, Any]:
+    def build(
+        self, arguments: Mapping[str, Any], cli_input_json: Any, cli_input_yaml: Any = None
+    ) -> dict[str, Any]:
         unknown = sorted(set(arguments) - set(self.arguments))
         if unknown:
             raise TypeError(f"{self.operation_name} has no argument(s) {', '.join(unknown)}")
-        from_json = self.parse_cli_input(cli_input_json)
+        source = CLI_INPUT_JSON
+        if _given(cli_input_yaml):
+            source = CLI_INPUT_YAML
+            if _given(cli_input_json):
+                self.issue(CLI_INPUT_YAML, "may not be given along with cli_input_json (as on the AWS CLI)")
+        from_json = self.parse_cli_input(
+            cli_input_yaml if source == CLI_INPUT_YAML else cli_input_json, source
+        )
         request: dict[str, Any] = {}
         path_names: dict[str, str] = {}
         required = set(required_input_members(self.operation_name))
@@ -273,7 +287,7 @@ class _Builder:
             if explicit is not None:
                 value, path = explicit, snake
             elif from_json.get(camel) is not None:
-                value, path = from_json[camel], f"{CLI_INPUT_JSON}.{camel}"
+                value, path = from_json[camel], f"{source}.{camel}"
             else:
                 continue
             path_names[camel] = path
@@ -291,8 +305,12 @@ class _Builder:
         return request
 
 
+def _given(document: Any) -> bool:
+    return document is not None and not (isinstance(document, str) and not document.strip())
+
+
 def build_request(
-    operation_name: str, arguments: Mapping[str, Any], cli_input_json: Any = None
+    operation_name: str, arguments: Mapping[str, Any], cli_input_json: Any = None, cli_input_yaml: Any = None
 ) -> dict[str, Any]:
     """
     Build and validate the request for ``operation_name`` from snake_case arguments.
@@ -300,7 +318,8 @@ def build_request(
     :param operation_name: e.g. ``StartTrainedModelInferenceJob``.
     :param arguments: ``{snake_case argument: rendered value}``; ``None`` means "not given".
     :param cli_input_json: a dict or JSON string with camelCase members, overridden by ``arguments``.
+    :param cli_input_yaml: the same as a YAML string (``--cli-input-yaml``); not with ``cli_input_json``.
     :return: the request with camelCase members, ready for boto3.
     :raises CleanRoomsMLRequestError: listing every problem, before any API call.
     """
-    return _Builder(operation_name).build(arguments, cli_input_json)
+    return _Builder(operation_name).build(arguments, cli_input_json, cli_input_yaml)

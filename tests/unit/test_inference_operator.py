@@ -250,6 +250,37 @@ class TestCliInputJson:
         stub_for(op).add_response("start_trained_model_inference_job", start_response(), expected)
         op.execute(context)
 
+    def test_cli_input_yaml(self, stub_for, context) -> None:
+        import yaml
+
+        op = CleanRoomsMLStartTrainedModelInferenceJobOperator(
+            task_id="t",
+            cli_input_yaml=yaml.safe_dump(self.SKELETON),
+            name="explicit",
+            aws_conn_id=None,
+            region_name="us-east-1",
+            wait_for_completion=False,
+        )
+        assert "cli_input_yaml" in op.template_fields
+        stub_for(op).add_response(
+            "start_trained_model_inference_job", start_response(), {**self.SKELETON, "name": "explicit"}
+        )
+        op.execute(context)
+
+    def test_yaml_and_json_together_are_refused(self, stub_for, context) -> None:
+        op = make(cli_input_json={"name": "a"}, cli_input_yaml="name: b")
+        stub_for(op)
+        with pytest.raises(
+            CleanRoomsMLRequestError, match="cli_input_yaml: may not be given along with cli_input_json"
+        ):
+            op.execute(context)
+
+    def test_invalid_yaml(self, stub_for, context) -> None:
+        op = make(cli_input_yaml="name: [unclosed")
+        stub_for(op)
+        with pytest.raises(CleanRoomsMLRequestError, match="cli_input_yaml: is not valid YAML"):
+            op.execute(context)
+
     def test_misspelled_json_key_fails_before_any_call(self, stub_for, context) -> None:
         op = make(cli_input_json={"resourceConfg": {}})
         stub_for(op)  # no responses queued: any API call would raise UnStubbedResponseError
