@@ -89,7 +89,10 @@ def inline_triggers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.fixture
 def sensor_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, BaseException]]]:
     """``(task_id, exception)`` for every error a Clean Rooms ML sensor failed with during the test."""
-    from airflow.sdk.exceptions import AirflowRescheduleException
+    try:
+        from airflow.sdk.exceptions import AirflowRescheduleException
+    except ImportError:  # Airflow < 3.1
+        from airflow.exceptions import AirflowRescheduleException  # type: ignore[no-redef]
 
     from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLBaseSensor
 

@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import ParamValidationError
+from airflow.providers.common.compat.sdk import ParamValidationError
 from dags_support import INFERENCE, TRAIN_AND_INFER
 
 from airflow_cleanrooms.param_schemas import member_schema, shape_schema
@@ -27,10 +27,15 @@ def validate_like_the_dag(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_like_the_api(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
-    from airflow.serialization.serialized_objects import DagSerialization
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization as Serializer
+    except ImportError:  # Airflow < 3.2
+        from airflow.serialization.serialized_objects import SerializedDAG as Serializer  # type: ignore[assignment]
 
-    serialized = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
-    return serialized.params.deep_merge(conf).validate()
+    serialized = Serializer.deserialize_dag(Serializer.serialize_dag(dag))
+    if hasattr(serialized.params, "deep_merge"):
+        return serialized.params.deep_merge(conf).validate()
+    return validate_like_the_dag(serialized, conf)  # how Airflow < 3.2 validates a run's conf
 
 
 VALIDATORS = [validate_like_the_dag, validate_like_the_api]
