@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, ExampleRun, name_prefix
+from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, ExampleRun, name_prefix, task_log
 
 # The first test also pays for the shared topology (start + all example runs): minutes, not seconds.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -122,3 +122,15 @@ def test_emulator_holds_exactly_one_job_per_run(deployment: Any, example_runs: d
     control = EmulatorControl(deployment.emulator_url)
     assert len(control.requests("StartTrainedModelInferenceJob")) == len(run_jobs)
     assert len(control.requests("CreateTrainedModel")) == train_runs
+
+
+def test_deferrable_runs_waited_in_the_triggerer_and_sync_runs_rescheduled(
+    deployment: Any, example_runs: dict[str, ExampleRun]
+) -> None:
+    """The task log (as the UI shows it) tells where each sensor waited."""
+    for run in example_runs.values():
+        log = task_log(deployment, run, "wait_inference", 1)
+        if run.dag_id.endswith("_deferrable"):
+            assert "Trigger fired event" in log, f"{run.dag_id}: no trigger in the log:\n{log[-3000:]}"
+        else:
+            assert "Trigger fired event" not in log, f"{run.dag_id}: sync sensor deferred:\n{log[-3000:]}"
