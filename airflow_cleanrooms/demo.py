@@ -130,7 +130,8 @@ def running_emulator(
         )
         assert process.stdout is not None
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_drain, args=(process.stdout, log, lines), daemon=True).start()
+        drain = threading.Thread(target=_drain, args=(process.stdout, log, lines), daemon=True)
+        drain.start()
         try:
             deadline = time.monotonic() + startup_timeout
             url = None
@@ -154,6 +155,7 @@ def running_emulator(
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+            drain.join(timeout=5)  # its last lines reach the log before the log is closed
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -412,12 +414,13 @@ def run_demo(
     airflow = [sys.executable, "-m", "airflow"]
 
     step(f"AIRFLOW_HOME={home} (SQLite); migrating the metadata database")
-    migrate = subprocess.Popen(
-        [*airflow, "db", "migrate"],
-        env=airflow_environment(home, None, poll_seconds),
-        stdout=open(home / "db-migrate.log", "w"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-    )
+    with open(home / "db-migrate.log", "w") as migrate_log:
+        migrate = subprocess.Popen(
+            [*airflow, "db", "migrate"],
+            env=airflow_environment(home, None, poll_seconds),
+            stdout=migrate_log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         step("starting the Clean Rooms ML emulator")
         with running_emulator(
