@@ -131,7 +131,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
 
     def _trigger_common(self) -> dict[str, Any]:
         return {
-            "waiter_delay": int(self.poke_interval),
+            "waiter_delay": max(1, int(self.poke_interval)),
             "waiter_max_attempts": self.max_retries,
             "aws_conn_id": self.aws_conn_id,
             "region_name": self.region_name,

@@ -10,6 +10,8 @@ Both the synchronous path (operator polls, sensor in reschedule mode) and the de
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,33 @@ def _states(dag_run: Any) -> dict[str, str | None]:
     return {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()}
 
 
+def _activate_after_first_read(emulator: Any) -> threading.Thread:
+    """Turn the inference job ACTIVE once a waiter has read it (pending) once: no timing guesses."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            reads = emulator.control.requests("GetTrainedModelInferenceJob")
+            if reads:
+                emulator.control.force_status(reads[0]["params"]["trainedModelInferenceJobArn"], "ACTIVE")
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _reschedules(dag_run: Any, task_id: str) -> int:
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    ti = dag_run.get_task_instance(task_id)
+    with create_session() as session:
+        return session.scalar(select(func.count(TaskReschedule.id)).where(TaskReschedule.ti_id == ti.id)) or 0
+
+
 def _rendered_fields(dag_run: Any, task_id: str) -> dict[str, Any]:
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.utils.session import create_session
@@ -70,15 +99,22 @@ def _conf(seeded: dict[str, str], membership_id: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("deferrable", [False, True], ids=["sync-reschedule", "deferrable"])
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "sync-reschedule"])
 def test_templated_job_runs_and_sensor_gets_the_arn(core_dag, cleanrooms_emulator, deferrable, capfd) -> None:
     membership_id = str(uuid.uuid4())
     seeded = cleanrooms_emulator.control.seed_membership(membership_id, trained_model=True)
     dag = core_dag(DAG_ID + ("_deferrable" if deferrable else ""))
+    # The job stays pending until whoever waits (sensor or trigger) has seen it pending once.
+    cleanrooms_emulator.control.set_timings(pending_seconds=600, running_seconds=600)
+    release = _activate_after_first_read(cleanrooms_emulator)
 
     dag_run = dag.test(run_after=RUN_AFTER, run_conf=_conf(seeded, membership_id))
+    release.join(5)
 
     assert _states(dag_run) == {"start_inference": "success", "wait_inference": "success"}
+    if not deferrable:
+        # The sensor saw the job pending, gave its slot back (reschedule) and came back.
+        assert _reschedules(dag_run, "wait_inference") >= 1
     (start,) = cleanrooms_emulator.control.requests("StartTrainedModelInferenceJob")
     params = start["params"]
     assert params["name"] == "churn-scores-20260304T050607"
@@ -114,7 +150,7 @@ def test_templated_job_runs_and_sensor_gets_the_arn(core_dag, cleanrooms_emulato
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
-def test_job_failure_fails_the_start_task_with_status_details(
+def test_job_failure_fails_the_waiting_task_with_status_details(
     core_dag, cleanrooms_emulator, deferrable, capfd
 ) -> None:
     membership_id = str(uuid.uuid4())
@@ -127,8 +163,10 @@ def test_job_failure_fails_the_start_task_with_status_details(
     dag_run = dag.test(run_after=FAILING_RUN_AFTER, run_conf=_conf(seeded, membership_id))
 
     states = _states(dag_run)
-    assert states["start_inference"] == "failed"
-    assert states["wait_inference"] == "upstream_failed"
+    if deferrable:  # the operator waits (in the triggerer) and fails
+        assert states == {"start_inference": "failed", "wait_inference": "upstream_failed"}
+    else:  # the operator only starts the job; the sensor sees it fail
+        assert states == {"start_inference": "success", "wait_inference": "failed"}
     output = capfd.readouterr()
     logs = output.out + output.err
     assert "CREATE_FAILED" in logs

@@ -45,6 +45,9 @@ for deferrable in (False, True):
             tags={"team": "growth", "run_id": "{{ run_id }}"},
             waiter_delay=1,
             waiter_max_attempts=60,
+            # Sync variant: the operator returns at once and the sensor (reschedule mode) waits.
+            # Deferrable variant: the operator itself waits in the triggerer, then the sensor checks.
+            wait_for_completion=deferrable,
             deferrable=deferrable,
         )
         CleanRoomsMLTrainedModelInferenceJobSensor(
