@@ -93,8 +93,9 @@ def deployment() -> Iterator[Any]:
     deploy = _load_deploy_module()
     shutil.rmtree(ARTIFACTS / "deployment-logs", ignore_errors=True)
     topology = deploy.LocalTopology(
-        # Fast job clock: a job is ACTIVE 4 s after it starts.
-        emulator_args=["--pending-seconds", "1", "--running-seconds", "3", "--log-level", "WARNING"],
+        # A job is ACTIVE about 13 s after it starts: long enough that a deferred sensor's trigger
+        # rarely fires within seconds of the deferral (see POLL_SECONDS), short for a CI run.
+        emulator_args=["--pending-seconds", "1", "--running-seconds", "12", "--log-level", "WARNING"],
         extra_env={"CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": str(POLL_SECONDS)},
         log=lambda line: None,
         keep_logs=ARTIFACTS / "deployment-logs",
