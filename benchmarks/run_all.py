@@ -169,6 +169,7 @@ def print_report(report: dict[str, Any]) -> None:
             ("error / missing events", None, 1, 0),
             ("max event-loop stall (ms)", "max_stall_s", 1000, 1),
             ("p99 event-loop stall (ms)", "p99_stall_s", 1000, 1),
+            ("heartbeats late by > 50 ms", "stalls_over_50ms", 1, 0),
             ("RSS growth per wait (KiB)", "rss_growth_per_wait_bytes", 1 / 1024, 1),
             ("API calls per job", "api_calls_per_job", 1, 2),
             ("first poll after start, median (s)", "first_poll_median_s", 1, 2),

@@ -103,6 +103,7 @@ def main(spec_path: str) -> None:
 
     events: dict[int, tuple[dict[str, Any], float]] = {}
     stalls: list[float] = []
+    big_stalls: list[tuple[float, float]] = []  # (seconds after the start, stall in ms) above 50 ms
     rss_peak = rss_base
     cpu_end = cpu_go
 
@@ -115,7 +116,10 @@ def main(spec_path: str) -> None:
             while not finished.is_set():
                 start = time.perf_counter()
                 await asyncio.sleep(beat)
-                stalls.append(max(0.0, time.perf_counter() - start - beat))
+                stall = max(0.0, time.perf_counter() - start - beat)
+                stalls.append(stall)
+                if stall > 0.05:
+                    big_stalls.append((round(time.time() - t_go, 2), round(stall * 1000, 1)))
 
         def sample_rss() -> None:  # in a thread: reading /proc is a syscall, kept off the measured loop
             nonlocal rss_peak
@@ -190,6 +194,8 @@ def main(spec_path: str) -> None:
         "missing": n - len(events),
         "error_samples": errors[:3],
         "max_stall_s": max(stalls) if stalls else None,
+        "stalls_over_50ms": len(big_stalls),
+        "worst_stalls_at": sorted(big_stalls, key=lambda x: -x[1])[:5],
         "p99_stall_s": statistics.quantiles(stalls, n=100)[98] if len(stalls) >= 100 else None,
         "rss_growth_per_wait_bytes": (rss_peak - rss_base) / n,
         "latency_p50_s": statistics.median(latencies) if latencies else None,

@@ -109,6 +109,17 @@ def load_waiter_config(
     return config
 
 
+_ACCEPTORS: dict[int, tuple[SingleWaiterConfig, tuple[Any, ...]]] = {}
+
+
+def _acceptors(waiter: SingleWaiterConfig) -> tuple[Any, ...]:
+    """The waiter's acceptors, built once (botocore rebuilds their matchers on every access)."""
+    cached = _ACCEPTORS.get(id(waiter))
+    if cached is None or cached[0] is not waiter:
+        cached = _ACCEPTORS[id(waiter)] = (waiter, tuple(waiter.acceptors))
+    return cached[1]
+
+
 @functools.lru_cache(maxsize=256)
 def _compiled(query: str) -> Any:
     return jmespath.compile(query)
@@ -238,6 +249,10 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self.hook()
+        # The first-poll spread comes before anything else, so that triggers created together (the
+        # triggerer picks up a whole batch at once) reach the pool spread out, not as one herd that
+        # wakes up in a single loop iteration when the shared client is ready.
+        await self._sleep(self.first_poll_delay(_RNG))
         try:
             pool = SharedClientPool.for_running_loop()
             async with pool.lease(hook, self.client_transport) as (key, client):
@@ -270,14 +285,13 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
 
     async def _wait(self, client: Any, waiter: SingleWaiterConfig) -> TriggerEvent:
         operation = getattr(client, xform_name(waiter.operation))
-        acceptors = list(waiter.acceptors)
+        acceptors = _acceptors(waiter)
         rng = _RNG
         attempts = 0
         streak = 0
         last_response: dict[str, Any] | None = None
         last_status: str | None = None
 
-        await self._sleep(self.first_poll_delay(rng))
         while True:
             transient: str | None = None
             response: dict[str, Any] | None = None
