@@ -374,7 +374,7 @@ class TestValidationBeforeAnyCall:
         assert masked == [("DB_PASSWORD", "s3cr3t-value")]
 
     def test_the_secrets_masker_learns_sensitive_values(self, stub_for, context, capsys) -> None:
-        from airflow.sdk._shared.secrets_masker import redact
+        from airflow.providers.common.compat.sdk import redact
 
         op = make(
             environment={"API_TOKEN": "tok-98765-abcdef", "MODEL_THRESHOLD": "0.7"}, wait_for_completion=False
