@@ -92,31 +92,37 @@ def dag_params() -> dict[str, Param]:
     return {
         "membership_id": Param(
             EXAMPLE_MEMBERSHIP,
+            title="Membership id",
             description="Clean Rooms membership id (UUID) that owns the model and the channels.",
             **member_schema(TRAIN, "membershipIdentifier"),
         ),
         "configured_model_algorithm_association_arn": Param(
             f"{EXAMPLE_MEMBERSHIP_ARN}/configured-model-algorithm-association/example",
+            title="Configured model algorithm association ARN",
             description="ARN of the configured model algorithm association to train.",
             **member_schema(TRAIN, "configuredModelAlgorithmAssociationArn"),
         ),
         "training_channel_arn": Param(
             f"{EXAMPLE_MEMBERSHIP_ARN}/ml-input-channel/example-training",
+            title="Training ML input channel ARN",
             description="ML input channel the model is trained on.",
             **member_schema(TRAIN, "dataChannels", "mlInputChannelArn"),
         ),
         "inference_channel_arn": Param(
             f"{EXAMPLE_MEMBERSHIP_ARN}/ml-input-channel/example-inference",
+            title="Inference ML input channel ARN",
             description="ML input channel the inference job scores.",
             **member_schema(INFER, "dataSource", "mlInputChannelArn"),
         ),
         "receiver_account": Param(
             EXAMPLE_ACCOUNT,
+            title="Receiver account",
             description="AWS account (12 digits) that receives the inference results.",
             **member_schema(INFER, "outputConfiguration", "members", "accountId"),
         ),
         "name_prefix": Param(
             "churn",
+            title="Name prefix",
             description="Prefix of the trained model and inference job names.",
             type="string",
             minLength=1,
@@ -124,31 +130,37 @@ def dag_params() -> dict[str, Param]:
         ),
         "training_instance_type": Param(
             "ml.m5.xlarge",
+            title="Training instance type",
             description="Training instance type.",
             **member_schema(TRAIN, "resourceConfig", "instanceType"),
         ),
         "training_volume_size_gb": Param(
             10,
+            title="Training volume (GB)",
             description="Training volume size in GB.",
             **member_schema(TRAIN, "resourceConfig", "volumeSizeInGB"),
         ),
         "epochs": Param(
             "5",
+            title="Epochs",
             description="Hyperparameter passed to the training container.",
             **member_schema(TRAIN, "hyperparameters")["additionalProperties"],
         ),
         "inference_instance_type": Param(
             "ml.m5.xlarge",
+            title="Inference instance type",
             description="Inference instance type.",
             **member_schema(INFER, "resourceConfig", "instanceType"),
         ),
         "score_threshold": Param(
             "0.5",
+            title="Score threshold",
             description="Passed to the inference container as SCORE_THRESHOLD.",
             **member_schema(INFER, "environment")["additionalProperties"],
         ),
         "team": Param(
             "growth",
+            title="Team tag",
             description="Value of the 'team' tag on the trained model and the inference job.",
             **member_schema(INFER, "tags")["additionalProperties"],
         ),
