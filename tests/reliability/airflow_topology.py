@@ -248,14 +248,10 @@ class AirflowTopology:
 
         return str(wait_until(finished, timeout, f"run {run_id} of {dag_id} to finish", interval=0.5))
 
+    def task_log_dir(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Path:
+        path = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return path / f"map_index={map_index}" if map_index >= 0 else path
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
-        path = (
-            self.home
-            / "logs"
-            / f"dag_id={dag_id}"
-            / f"run_id={run_id}"
-            / f"task_id={task_id}"
-            / (f"map_index={map_index}" if map_index >= 0 else "")
-            / f"attempt={try_number}.log"
-        )
+        path = self.task_log_dir(dag_id, run_id, task_id, map_index) / f"attempt={try_number}.log"
         return path.read_text(errors="replace") if path.exists() else ""

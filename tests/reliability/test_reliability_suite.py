@@ -162,6 +162,16 @@ class Suite:
         wait_until(path.exists, timeout, f"marker {path.name}")
         return path.read_text()
 
+    def expect_log(self, row: Row, dag_id: str, run_id: str, try_number: int, text: str) -> None:
+        if text not in self.topology.task_log(dag_id, run_id, "start_inference", try_number):
+            row.problems.append(f"try {try_number}'s log lacks {text!r}")
+
+    def wait_log(self, dag_id: str, run_id: str, try_number: int, text: str) -> None:
+        def logged() -> bool:
+            return text in self.topology.task_log(dag_id, run_id, "start_inference", try_number)
+
+        wait_until(logged, RUN_TIMEOUT, f"{text!r} in try {try_number}'s log of {dag_id}", interval=0.5)
+
     def wait_ti_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
         def reached() -> bool:
             return self.topology.task_instance(dag_id, run_id, task_id)["state"] == state
@@ -215,9 +225,12 @@ def kill_after_start(suite: Suite) -> Row:
     suite.topology.trigger(dag_id, run_id, conf)
     text = suite.wait_marker(suite.marker(dag_id, run_id, "start_inference", 1, "started"))
     os.kill(int(text.split()[0]), signal.SIGKILL)
-    return suite.finish(
+    row = suite.finish(
         "worker SIGKILL right after the start call", dag_id, run_id, conf, started, 1, "success", "2"
     )
+    # Nothing was stored before the kill: only the identity tag can have led try 2 to the job.
+    suite.expect_log(row, dag_id, run_id, 2, "started by an earlier try of this task instance")
+    return row
 
 
 def kill_mid_wait(suite: Suite) -> Row:
@@ -225,8 +238,12 @@ def kill_mid_wait(suite: Suite) -> Row:
     run_id, conf = suite.new_run("kill_mid_wait")
     suite.topology.trigger(dag_id, run_id, conf)
     pid = int(suite.wait_marker(suite.marker(dag_id, run_id, "start_inference", 1, "pid")))
-    suite.wait_job(conf["membership_id"], {"CREATE_IN_PROGRESS"})
+    job = suite.wait_job(conf["membership_id"], {"CREATE_IN_PROGRESS"})
+    # Hold the job running until try 2 has reconnected to it, however slow the retry is.
+    suite.control.force_status(job["trainedModelInferenceJobArn"], "CREATE_IN_PROGRESS")
     os.kill(pid, signal.SIGKILL)
+    suite.wait_log(dag_id, run_id, 2, "Reconnecting to existing job")
+    suite.control.force_status(job["trainedModelInferenceJobArn"], "ACTIVE")
     return suite.finish("worker SIGKILL mid-wait", dag_id, run_id, conf, started, 1, "success", "2")
 
 
@@ -237,9 +254,11 @@ def kill_after_active(suite: Suite) -> Row:
     pid = int(suite.wait_marker(suite.marker(dag_id, run_id, "start_inference", 1, "pid")))
     suite.wait_job(conf["membership_id"], {"ACTIVE"})
     os.kill(pid, signal.SIGKILL)
-    return suite.finish(
+    row = suite.finish(
         "worker SIGKILL after the job turned ACTIVE", dag_id, run_id, conf, started, 1, "success", "2"
     )
+    suite.expect_log(row, dag_id, run_id, 2, "Job already completed successfully")
+    return row
 
 
 def triggerer_restart(suite: Suite) -> Row:
@@ -247,9 +266,19 @@ def triggerer_restart(suite: Suite) -> Row:
     run_id, conf = suite.new_run("triggerer_restart")
     suite.topology.trigger(dag_id, run_id, conf)
     suite.wait_ti_state(dag_id, run_id, "start_inference", "deferred")
+    job = suite.wait_job(conf["membership_id"], {"CREATE_PENDING", "CREATE_IN_PROGRESS"})
+    # Hold the job running until a trigger re-created by the new triggerer is polling it.
+    suite.control.force_status(job["trainedModelInferenceJobArn"], "CREATE_IN_PROGRESS")
+    logs = suite.topology.task_log_dir(dag_id, run_id, "start_inference")
+    before = set(logs.glob("attempt=1.log.trigger.*.log"))
     suite.topology.kill("triggerer")
     time.sleep(2)
     suite.topology.start("triggerer")
+    # Each triggerer writes its own trigger log file: a new one means the trigger was re-created.
+    wait_until(
+        lambda: set(logs.glob("attempt=1.log.trigger.*.log")) - before, RUN_TIMEOUT, "the new triggerer"
+    )
+    suite.control.force_status(job["trainedModelInferenceJobArn"], "ACTIVE")
     return suite.finish(
         "triggerer SIGKILL + restart mid-deferral", dag_id, run_id, conf, started, 1, "success", "1"
     )
