@@ -24,15 +24,20 @@ instance starts at most one per attempt chain and always finds again the one it 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore import xform_name
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from botocore.retries.standard import ExponentialBackoff, RetryContext
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
 from airflow_cleanrooms.service_model import (
@@ -169,6 +174,37 @@ def _as_ref(external_id: Any) -> dict[str, Any]:
     return {"arn": str(external_id), "version": None}
 
 
+def _error_code(error: BaseException) -> str:
+    return str(error.response.get("Error", {}).get("Code", "")) if isinstance(error, ClientError) else ""
+
+
+def _http_status(error: BaseException) -> int:
+    if not isinstance(error, ClientError):
+        return 0
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def _is_throttling(error: BaseException) -> bool:
+    """Refused for rate: nothing was done, so sending it again is safe."""
+    return (
+        _http_status(error) == 429
+        or "throttl" in _error_code(error).lower()
+        or _error_code(error) in ("TooManyRequestsException", "RequestLimitExceeded")
+    )
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Worth another look: a 5xx, a conflict a lost first attempt may explain, or a network error."""
+    if isinstance(error, ClientError):
+        return _http_status(error) >= 500 or _error_code(error) == "ConflictException"
+    return isinstance(error, (BotocoreConnectionError, HTTPClientError))
+
+
+def _backoff(retry: int) -> float:
+    """botocore's standard-mode backoff (jittered exponential, capped) for the ``retry``-th retry."""
+    return float(ExponentialBackoff().delay_amount(RetryContext(attempt_number=retry)))
+
+
 def _utc(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
@@ -199,6 +235,8 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
     #: Bounds of the lookup: pages of the membership listing, and ListTagsForResource calls.
     durable_scan_max_pages: ClassVar[int] = 10
     durable_max_tag_lookups: ClassVar[int] = 25
+    #: Attempts of the start call itself (see :meth:`_start_at_most_once`).
+    durable_start_attempts: ClassVar[int] = 8
     #: Jobs with another name are considered only if created after the run was queued, minus this.
     durable_clock_slack: ClassVar[timedelta] = timedelta(minutes=10)
 
@@ -370,10 +408,90 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         # stale to cancel if the start call fails.
         self._durable_job = None
         self._durable_found_status = None
-        job = self._start(context, request)
+        if not self.durable:
+            job = self._start(context, request)
+        else:
+            found, job = self._start_at_most_once(context, request, identity)
+            if found is not None:
+                self._durable_found_status = found.status
+                self._note_job(job, context)
+                return job
         self.log.info("Started %s %s", self.resource_kind.label, job["arn"])
         self._note_job(job, context)
         return job
+
+    def _start_at_most_once(
+        self, context: Context, request: dict[str, Any], identity: str
+    ) -> tuple[FoundJob | None, dict[str, Any]]:
+        """
+        Make the start call, retrying only where that cannot start a second job.
+
+        botocore's own retries are not safe for a start call: the API takes no idempotency token,
+        so when an attempt was processed but its answer was lost (read timeout, dropped
+        connection, a 5xx after the fact), botocore's next attempt starts a second job. Here each
+        attempt is a single call; a throttled attempt (refused, nothing created) is retried after
+        botocore's backoff; after any other transient failure the job is looked up by its identity
+        tag first and only started again if it is not there.
+
+        :return: ``(found, job)``: ``found`` is set when the job turned out to exist already.
+        """
+        last: BaseException | None = None
+        for attempt in range(1, self.durable_start_attempts + 1):
+            if attempt > 1:
+                time.sleep(_backoff(attempt - 1))
+            try:
+                with self._single_attempt_client():
+                    return None, self._start(context, request)
+            except (ClientError, BotoCoreError) as error:
+                last = error
+                if _is_throttling(error):
+                    self.log.warning("Start call throttled (attempt %s): %s", attempt, error)
+                    continue
+                if not _is_transient(error):
+                    raise
+                found = self._find_after_failed_start(context, request, identity, error)
+                if found is not None:
+                    self.log.warning(
+                        "The start call failed (%s), but it had started %s %s; continuing with it",
+                        error,
+                        self.resource_kind.label,
+                        found.arn,
+                    )
+                    return found, found.ref()
+                self.log.warning("Start call failed (attempt %s) and started nothing: %s", attempt, error)
+        assert last is not None
+        raise last
+
+    @contextlib.contextmanager
+    def _single_attempt_client(self) -> Iterator[None]:
+        """Make the hook's client make exactly one attempt per call inside this block."""
+        hook = self.hook
+        previous = hook.__dict__.get("conn")
+        config = hook.config.merge(Config(retries={"total_max_attempts": 1}))
+        hook.__dict__["conn"] = hook.get_client_type(region_name=hook.region_name, config=config)
+        try:
+            yield
+        finally:
+            if previous is None:
+                hook.__dict__.pop("conn", None)
+            else:
+                hook.__dict__["conn"] = previous
+
+    def _find_after_failed_start(
+        self, context: Context, request: Mapping[str, Any], identity: str, error: BaseException
+    ) -> FoundJob | None:
+        if not self.durable:
+            return None
+        if isinstance(error, ClientError):
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            code = error.response.get("Error", {}).get("Code")
+            if code != "ConflictException" and status < 500:
+                return None  # refused outright: nothing was created
+        try:
+            return self._check_existing(context, request, identity)
+        except (ClientError, BotoCoreError) as lookup_error:
+            self.log.warning("Could not look for the job after the failed start call: %s", lookup_error)
+            return None
 
     def _with_identity_tag(self, tags: Any, identity: str) -> dict[str, str]:
         merged = dict(tags or {})

@@ -320,3 +320,46 @@ def test_deferrable_retry_finding_its_job_active_succeeds_without_deferring(
     )
     assert result == orphan
     assert len(starts(cleanrooms_emulator)) == 1
+
+
+def test_a_start_whose_answer_was_lost_continues_with_the_job_it_created(
+    cleanrooms_emulator: Any, seeded: dict
+) -> None:
+    """
+    The emulator creates the job, then answers too late: the client times out.
+
+    botocore's own retry would now send the start again and, once the first job is no longer in
+    flight, start a second one (the API has no idempotency token). The durable start makes single
+    attempts and looks the job up by its identity tag after an ambiguous failure instead.
+    """
+    cleanrooms_emulator.control.set_faults(operations=[START], latency_seconds=1.0)
+    ti, store = FakeTaskInstance(), FakeTaskStateStore()
+    op = operator(
+        cleanrooms_emulator,
+        seeded,
+        botocore_config={"read_timeout": 0.4, "retries": {"mode": "standard", "total_max_attempts": 2}},
+    )
+    arn = op.execute(make_context(ti, store))
+
+    assert len(cleanrooms_emulator.control.requests(START)) == 1
+    jobs = cleanrooms_emulator.client().list_trained_model_inference_jobs(membershipIdentifier=MEMBERSHIP)
+    assert [j["trainedModelInferenceJobArn"] for j in jobs["trainedModelInferenceJobs"]] == [arn]
+    assert store.values["cleanrooms_ml_job"]["arn"] == arn
+
+
+@pytest.mark.parametrize("fault", ["throttle_next", "error_next", "drop_next"])
+def test_start_refused_by_transient_faults_is_retried_and_starts_one_job(
+    cleanrooms_emulator: Any, seeded: dict, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airflow_cleanrooms.operators.durable as durable
+
+    monkeypatch.setattr(durable, "_backoff", lambda retry: 0.01)
+    cleanrooms_emulator.control.set_faults(operations=[START], **{fault: 3})
+    arn = operator(cleanrooms_emulator, seeded).execute(
+        make_context(FakeTaskInstance(), FakeTaskStateStore())
+    )
+
+    attempts = cleanrooms_emulator.control.requests(START)
+    assert len(attempts) == 4 and attempts[-1]["status"] == 200
+    jobs = cleanrooms_emulator.client().list_trained_model_inference_jobs(membershipIdentifier=MEMBERSHIP)
+    assert [j["trainedModelInferenceJobArn"] for j in jobs["trainedModelInferenceJobs"]] == [arn]

@@ -4,9 +4,11 @@ Transient faults: what botocore's retry modes absorb, and what the waits' error 
 The emulator's fault switches are deterministic (``*_next`` faults exactly the next N calls), so each
 test states a burst size and the layer that must absorb it:
 
-* a single API call (the start call has nothing else) is retried by botocore: ``legacy`` mode (the
-  default when nothing is configured) makes 5 attempts, ``standard`` mode 3 unless ``max_attempts``
-  says otherwise; a connection's or operator's ``botocore_config`` chooses;
+* a single API call is retried by botocore: ``legacy`` mode (the default when nothing is
+  configured) makes 5 attempts, ``standard`` mode 3 unless ``max_attempts`` says otherwise; a
+  connection's or operator's ``botocore_config`` chooses. (The durable operators' *start* call is the
+  exception: botocore's retry could start a second job after a lost answer, so it is made one
+  attempt at a time with a lookup by identity tag in between; see ``test_durable.py``.)
 * a wait (the hook's ``wait_for``, the trigger's loop) also tolerates a bounded streak of failed
   polls, so it outlasts bursts far longer than one call's retries;
 * slow responses are fine while they stay under the read timeout; past it the call fails after its
