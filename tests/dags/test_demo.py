@@ -38,7 +38,10 @@ def _matches(operation: str, value: str, *path: str) -> bool:
 @pytest.mark.slow
 def test_demo_runs_the_dag_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     home = tmp_path / "airflow-home"
-    exit_code = demo.main(["--airflow-home", str(home)])
+    # The README's command with shorter emulator phases (the demo's own are a few seconds).
+    exit_code = demo.main(
+        ["--airflow-home", str(home), "--pending-seconds", "0.2", "--running-seconds", "0.5"]
+    )
     out = capsys.readouterr().out
 
     assert exit_code == 0, out
