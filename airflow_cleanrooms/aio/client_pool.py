@@ -22,10 +22,10 @@ Two transports, chosen per trigger class (``CleanRoomsMLBaseWaiterTrigger.client
 ``"thread"`` (default)
     A thread-safe boto3 client; each API call runs on the pool's own small thread pool
     (:data:`THREAD_WORKERS` threads, the client's connection pool sized to match). The request's
-    serialization, signing, socket I/O and parsing stay off the event loop. Chosen by measurement:
-    with 1,000 waits the loop's largest stall was several times smaller than with the shared
-    aiobotocore client, whose per-call work (2-5 ms of botocore code on this machine) all runs on the
-    loop and queues up behind itself when many polls are due (BENCHMARKS.md).
+    serialization, signing, socket I/O and parsing stay off the event loop. Chosen by measurement
+    (BENCHMARKS.md): with 1,000 waits the loop's p99 stall was lower than with the shared aiobotocore
+    client in four of five paired runs (e.g. 32 vs 255 ms), whose per-call work (2-3 ms of botocore
+    code per call on the project machine) all runs on the loop and queues up when many polls are due.
 ``"aio"``
     One aiobotocore client, built and entered off the loop (on a short-lived private loop in a worker
     thread: it binds nothing to that loop; its aiohttp session and locks are created lazily on the
