@@ -464,7 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Run the train-and-infer example DAG end to end against the local emulator.",
     )
     parser.add_argument(
-        "--airflow-home", type=Path, help="use this AIRFLOW_HOME (default: a temporary folder, removed)"
+        "--airflow-home",
+        type=Path,
+        help="use this AIRFLOW_HOME (default: a temporary folder, removed after a successful run)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME")
     parser.add_argument("--deferrable", action="store_true", help="run the deferrable variant of the DAG")
