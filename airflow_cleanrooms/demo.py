@@ -506,6 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not result.succeeded and result.log_path and result.log_path.exists():
         print("\nLast lines of the Airflow output:\n" + _tail(result.log_path, 60))
     print(format_report(result))
+    if result.succeeded:
+        print(
+            f"The same DAG ({dag_id}) runs on AWS unchanged: give it an aws_default connection without\n"
+            "endpoint_url and your membership's ARNs as params (see the DAG's docs)."
+        )
     return 0 if result.succeeded else 1
 
 
