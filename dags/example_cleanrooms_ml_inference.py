@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import cast
 
 import pendulum
 from airflow.sdk import DAG, Param
@@ -178,7 +177,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             task_id="wait_inference",
             aws_conn_id=AWS_CONN_ID,
             membership_identifier="{{ params.membership_id }}",
-            trained_model_inference_job_arn=cast("str", start_inference.output),  # XComArg: job ARN
+            trained_model_inference_job_arn=start_inference.output,
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import cast
 
 import pendulum
 from airflow.sdk import DAG, Param
@@ -217,7 +216,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             task_id="wait_trained_model",
             aws_conn_id=AWS_CONN_ID,
             membership_identifier="{{ params.membership_id }}",
-            trained_model_arn=cast("str", create_trained_model.output),  # XComArg: model ARN
+            trained_model_arn=create_trained_model.output,
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,
@@ -248,7 +247,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             task_id="wait_inference",
             aws_conn_id=AWS_CONN_ID,
             membership_identifier="{{ params.membership_id }}",
-            trained_model_inference_job_arn=cast("str", start_inference.output),  # XComArg: job ARN
+            trained_model_inference_job_arn=start_inference.output,
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,

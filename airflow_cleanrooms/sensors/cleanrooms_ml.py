@@ -27,7 +27,7 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
 
 class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
@@ -159,13 +159,14 @@ class CleanRoomsMLTrainedModelInferenceJobSensor(CleanRoomsMLBaseSensor):
         "membership_identifier", "trained_model_inference_job_arn"
     )
 
-    def __init__(self, *, trained_model_inference_job_arn: str, **kwargs: Any) -> None:
+    def __init__(self, *, trained_model_inference_job_arn: str | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trained_model_inference_job_arn = trained_model_inference_job_arn
 
     @property
     def arn(self) -> str:
-        return self.trained_model_inference_job_arn
+        # An XComArg (``start.output``) has been rendered to the ARN string by the time this runs.
+        return str(self.trained_model_inference_job_arn)
 
     def trigger(self) -> CleanRoomsMLTrainedModelInferenceJobCompleteTrigger:
         return CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(
@@ -197,7 +198,7 @@ class CleanRoomsMLTrainedModelSensor(CleanRoomsMLBaseSensor):
     )
 
     def __init__(
-        self, *, trained_model_arn: str, version_identifier: str | None = None, **kwargs: Any
+        self, *, trained_model_arn: str | XComArg, version_identifier: str | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.trained_model_arn = trained_model_arn
@@ -205,7 +206,8 @@ class CleanRoomsMLTrainedModelSensor(CleanRoomsMLBaseSensor):
 
     @property
     def arn(self) -> str:
-        return self.trained_model_arn
+        # An XComArg (``create.output``) has been rendered to the ARN string by the time this runs.
+        return str(self.trained_model_arn)
 
     def get_extra(self) -> dict[str, Any]:
         return {"versionIdentifier": self.version_identifier} if self.version_identifier else {}
