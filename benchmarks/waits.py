@@ -63,6 +63,10 @@ async def warm_up(conn_ids: list[str]) -> None:
 
 
 def main(spec_path: str) -> None:
+    if os.environ.get("BENCH_DUMP_AFTER"):  # diagnose a hang: every thread's stack to stderr
+        import faulthandler
+
+        faulthandler.dump_traceback_later(float(os.environ["BENCH_DUMP_AFTER"]), exit=True)
     spec = json.loads(Path(spec_path).read_text())
     variant = spec["variant"]
     jobs = spec["jobs"]

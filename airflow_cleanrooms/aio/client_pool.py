@@ -41,12 +41,14 @@ import hashlib
 import json
 import logging
 import os
+import random
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import botocore.loaders
 from botocore.config import Config
 
 if TYPE_CHECKING:
@@ -64,6 +66,8 @@ DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 3}
 THREAD_WORKERS = 4
 
 TRANSPORTS = ("thread", "aio")
+
+_RNG = random.Random()
 
 # Environment the default credential chain reads when a connection carries no credentials itself.
 _ENV_CREDENTIAL_VARS = (
@@ -161,6 +165,19 @@ def client_config(hook: AwsGenericHook, transport: str = "thread") -> Config:
     return config
 
 
+def shared_loader() -> Any:
+    """The amazon provider's process-wide botocore loader (its async sessions use it too)."""
+    global _LOADER
+    if _LOADER is None:
+        from airflow.providers.amazon.aws.hooks import base_aws
+
+        _LOADER = getattr(base_aws, "_loader", None) or botocore.loaders.create_loader()
+    return _LOADER
+
+
+_LOADER: Any = None
+
+
 class ThreadedClient:
     """
     Async facade over a thread-safe boto3 client: ``await client.get_x(**kwargs)`` runs the call on
@@ -194,7 +211,20 @@ def create_client_blocking(hook: AwsGenericHook, transport: str = "thread") -> A
     """
     config = client_config(hook, transport)
     if transport == "thread":
-        return hook.get_client_type(region_name=hook.region_name, config=config)
+        # As hook.get_client_type() does, but on a session that uses the process-wide botocore
+        # loader: the service model and endpoint JSON are parsed once per process, not once per
+        # client (json.loads holds the GIL, which would stall the event loop thread meanwhile).
+        session = hook.get_session(region_name=hook.region_name)
+        botocore_session = getattr(session, "_session", None)
+        if botocore_session is not None:
+            botocore_session.register_component("data_loader", shared_loader())
+        service = _service_name(hook)
+        return session.client(
+            service_name=service,
+            endpoint_url=hook.conn_config.get_service_endpoint_url(service_name=service),
+            config=hook._get_config(config),
+            verify=hook.verify,
+        )
 
     async def _build() -> Any:
         creator = hook.get_client_type(region_name=hook.region_name, config=config, deferrable=True)
@@ -222,6 +252,8 @@ class SharedClientPool:
     """
 
     idle_ttl: float = 60.0
+    #: Seconds over which the triggers that waited for a client being built are released.
+    herd_spread: float = 0.25
 
     def __init__(self, loop: asyncio.AbstractEventLoop, idle_ttl: float | None = None) -> None:
         self._loop = loop
@@ -301,6 +333,7 @@ class SharedClientPool:
             _canonical(_config_options(getattr(hook, "_config", None))),
         )
         key: ClientKey = await self.run_blocking(prekey, resolve_client_key, hook, transport)
+        waited = False
         while True:
             entry = self._entries.get(key)
             if entry is not None:
@@ -308,6 +341,14 @@ class SharedClientPool:
                 if entry.close_handle is not None:
                     entry.close_handle.cancel()
                     entry.close_handle = None
+                if waited and self.herd_spread > 0:
+                    # Every trigger that arrived while the client was being built wakes in the same
+                    # loop iteration; spread their first calls instead of running them back to back.
+                    try:
+                        await asyncio.sleep(_RNG.uniform(0.0, self.herd_spread))
+                    except BaseException:
+                        self._release(entry)
+                        raise
                 return entry
             task = self._creating.get(key)
             if task is None:
@@ -319,6 +360,10 @@ class SharedClientPool:
                 # Registered before any waiter's shield callback, so the entry exists when they resume.
                 task.add_done_callback(partial(self._created, key))
             await asyncio.shield(task)
+            waited = True
+            # A task that was already done when we got here returns without suspending, before its
+            # done callbacks ran: place the entry now (idempotent) so the next turn finds it.
+            self._created(key, task)
 
     @staticmethod
     def _forget(mapping: dict[Any, asyncio.Future[Any]], key: Any, task: asyncio.Future[Any]) -> None:
@@ -328,6 +373,8 @@ class SharedClientPool:
             task.exception()  # retrieved: waiters that were cancelled must not leave it "unretrieved"
 
     def _created(self, key: ClientKey, task: asyncio.Future[Any]) -> None:
+        if self._creating.get(key) is not task:
+            return  # already handled (by its done callback or by a waiter that found it done)
         self._forget(self._creating, key, task)
         if task.cancelled() or task.exception() is not None:
             return

@@ -434,3 +434,21 @@ def test_rotated_connection_credentials_get_a_new_client(monkeypatch):
         await close_shared_clients()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(120)
+def test_lease_of_a_client_whose_construction_finished_before_its_callbacks_ran(scripts):
+    # Regression: a trigger arriving in the loop iteration between the construction finishing and
+    # its done callbacks running used to spin forever (awaiting a done future does not suspend).
+    async def main() -> None:
+        pool = SharedClientPool.for_running_loop()
+        hook = ScaleTestHook(aws_conn_id="scale_a")
+        key = await pool.run_blocking(("key",), client_pool.resolve_client_key, hook, "thread")
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(ScriptedClient(hook, {}))
+        pool._creating[key] = done  # finished; its done callbacks never ran
+        async with pool.lease(hook) as (leased_key, _):
+            assert leased_key == key and pool.leases(key) == 1 and pool.keys == [key]
+        await close_shared_clients()
+
+    asyncio.run(main())
