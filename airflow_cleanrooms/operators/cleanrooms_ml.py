@@ -12,6 +12,9 @@ Shape of ``execute`` (the seam durable execution builds on)::
     request = self.build_request()            # render -> validate, no API call
     arn = self.start_job(context, request)     # the one API call that starts/creates the resource
     return self.wait_for_job(context, arn)     # wait (poll or defer) and return the result
+
+The inference-job and trained-model operators put durable execution around that seam
+(:class:`~airflow_cleanrooms.operators.durable.CleanRoomsMLDurableOperatorMixin`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ from airflow_cleanrooms.links.cleanrooms_ml import (
     CleanRoomsMLTrainedModelInferenceJobLink,
     CleanRoomsMLTrainedModelLink,
     _CleanRoomsMLLink,
+)
+from airflow_cleanrooms.operators.durable import (
+    INFERENCE_JOB_KIND,
+    TRAINED_MODEL_KIND,
+    CleanRoomsMLDurableOperatorMixin,
 )
 from airflow_cleanrooms.operators.request import (
     CLI_INPUT_JSON,
@@ -355,7 +363,9 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         }
 
 
-class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLBaseOperator):
+class CleanRoomsMLStartTrainedModelInferenceJobOperator(
+    CleanRoomsMLDurableOperatorMixin, CleanRoomsMLBaseOperator
+):
     """
     Start a trained model inference job (``aws cleanroomsml start-trained-model-inference-job``).
 
@@ -385,9 +395,17 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLBaseOperator
     ``waiter_delay``, ``waiter_max_attempts``,
     ``deferrable`` and ``cancel_on_kill`` (see :class:`CleanRoomsMLBaseOperator`) and the AWS
     arguments ``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``.
+
+    :param durable: A retried task finds the job it already started instead of starting another:
+        a job still running is waited on, an ``ACTIVE`` one makes the task succeed, a failed one is
+        replaced (task state store on Airflow 3.3+, plus a lookup by an identity tag that also
+        covers a crash right after the start call, deferrable mode and older Airflow). A name held
+        by a running job of another task fails the task before any start. (default: ``True``; see
+        :mod:`airflow_cleanrooms.operators.durable`)
     """
 
     operation_name = START_TRAINED_MODEL_INFERENCE_JOB
+    durable_job_kind = INFERENCE_JOB_KIND
     kind = TRAINED_MODEL_INFERENCE_JOB
     link = CleanRoomsMLTrainedModelInferenceJobLink
     operator_extra_links = (CleanRoomsMLTrainedModelInferenceJobLink(),)
@@ -445,7 +463,7 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLBaseOperator
         )
 
 
-class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLBaseOperator):
+class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLDurableOperatorMixin, CleanRoomsMLBaseOperator):
     """
     Train a model (``aws cleanroomsml create-trained-model``) and wait until it is ``ACTIVE``.
 
@@ -475,9 +493,14 @@ class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLBaseOperator):
     Also takes ``cli_input_json``/``cli_input_yaml``, ``wait_for_completion``,
     ``waiter_delay``, ``waiter_max_attempts``,
     ``deferrable``, ``cancel_on_kill`` and the AWS arguments.
+
+    :param durable: A retried task finds the trained model (version) it already created instead of
+        training another, as for the inference-job operator. (default: ``True``; see
+        :mod:`airflow_cleanrooms.operators.durable`)
     """
 
     operation_name = CREATE_TRAINED_MODEL
+    durable_job_kind = TRAINED_MODEL_KIND
     kind = TRAINED_MODEL
     link = CleanRoomsMLTrainedModelLink
     operator_extra_links = (CleanRoomsMLTrainedModelLink(),)

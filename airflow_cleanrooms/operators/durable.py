@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from botocore import xform_name
 from botocore.config import Config
@@ -112,9 +112,13 @@ def task_instance_identity(dag_id: str, task_id: str, run_id: str, map_index: in
     return digest[: _tag_limits()[1]]
 
 
-def context_identity(context: Context) -> str:
-    ti = context["ti"]
-    return task_instance_identity(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+def context_identity(context: Context) -> str | None:
+    """The task instance's identity tag value; ``None`` outside a task instance (no dag_id/run_id)."""
+    ti = context.get("ti")
+    dag_id, task_id, run_id = (getattr(ti, name, None) for name in ("dag_id", "task_id", "run_id"))
+    if not (isinstance(dag_id, str) and isinstance(task_id, str) and isinstance(run_id, str)):
+        return None
+    return task_instance_identity(dag_id, task_id, run_id, getattr(ti, "map_index", -1))
 
 
 @dataclass(frozen=True)
@@ -247,9 +251,6 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         waiter_delay: int
         waiter_max_attempts: int
 
-        @property
-        def hook(self) -> CleanRoomsMLHook: ...
-
     @_apply_defaults  # type: ignore[type-var,misc,unused-ignore]
     def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
         if AIRFLOW_V_3_3_PLUS:
@@ -261,6 +262,11 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         self._durable_request: dict[str, Any] | None = None
         self._durable_job: dict[str, Any] | None = None
         self._durable_found_status: str | None = None
+
+    @property
+    def _cleanrooms_hook(self) -> CleanRoomsMLHook:
+        """The operator's hook (``AwsBaseOperator.hook``), typed."""
+        return cast("CleanRoomsMLHook", getattr(self, "hook"))  # noqa: B009 - hook is final upstream
 
     # ---- to implement in the operator ------------------------------------------------------
 
@@ -297,6 +303,11 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
                     return self.get_job_result(job, context)
             self.defer_on_job(job, context)
             return None  # pragma: no cover - defer() raises
+        if context.get("task_state_store") is None:
+            # No store (Airflow < 3.3, or a bare context): the tag lookup in submit_job is the memory.
+            job = self.submit_job(context)
+            self.poll_until_complete(job, context)
+            return self.get_job_result(job, context)
         result = self.execute_resumable(context)
         if result is None and self._durable_job is not None:
             # The mixin returns what poll_until_complete returned when it reconnects (None).
@@ -316,7 +327,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         job = _as_ref(external_id)
         self._note_job(job, context)
         try:
-            state = self.hook.get_state(
+            state = self._cleanrooms_hook.get_state(
                 self.resource_kind,
                 self.membership_identifier,
                 job["arn"],
@@ -339,7 +350,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
         self._note_job(job, context)
         if not self.wait_for_completion:
             return
-        self.hook.wait_for(
+        self._cleanrooms_hook.wait_for(
             self.resource_kind,
             self.membership_identifier,
             job["arn"],
@@ -391,6 +402,12 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
     def _start_or_find(self, context: Context) -> dict[str, Any]:
         request = dict(self._validated_request(context))
         identity = context_identity(context)
+        if identity is None:
+            # Called outside a task instance (e.g. a unit test's bare context): nothing to find.
+            self.log.debug("No task instance identity in the context; starting without the durable lookup")
+            job = self._start(context, request)
+            self._note_job(job, context)
+            return job
         own = self._check_existing(context, request, identity)
         if own is not None:
             self.log.info(
@@ -465,7 +482,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
     @contextlib.contextmanager
     def _single_attempt_client(self) -> Iterator[None]:
         """Make the hook's client make exactly one attempt per call inside this block."""
-        hook = self.hook
+        hook = self._cleanrooms_hook
         previous = hook.__dict__.get("conn")
         config = hook.config.merge(Config(retries={"total_max_attempts": 1}))
         hook.__dict__["conn"] = hook.get_client_type(region_name=hook.region_name, config=config)
@@ -509,7 +526,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
 
     def _start(self, context: Context, request: dict[str, Any]) -> dict[str, Any]:
         kind = self.durable_job_kind
-        method = getattr(self.hook.conn, xform_name(kind.start_operation))
+        method = getattr(self._cleanrooms_hook.conn, xform_name(kind.start_operation))
         response = method(**request)
         version = response.get(kind.version_member) if kind.version_member else None
         return {"arn": response[kind.resource.arn_member], "version": version}
@@ -599,7 +616,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
 
     def _list_jobs(self) -> Iterator[FoundJob]:
         kind = self.durable_job_kind
-        method = getattr(self.hook.conn, xform_name(kind.list_operation))
+        method = getattr(self._cleanrooms_hook.conn, xform_name(kind.list_operation))
         result_key = kind.list_result_key
         token: str | None = None
         for _ in range(self.durable_scan_max_pages):
@@ -628,7 +645,7 @@ class CleanRoomsMLDurableJobMixin(ResumableJobMixin):
 
     def _tags(self, arn: str) -> dict[str, str]:
         try:
-            return dict(self.hook.conn.list_tags_for_resource(resourceArn=arn).get("tags") or {})
+            return dict(self._cleanrooms_hook.conn.list_tags_for_resource(resourceArn=arn).get("tags") or {})
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 return {}
@@ -671,7 +688,7 @@ class CleanRoomsMLDurableOperatorMixin(CleanRoomsMLDurableJobMixin):
     """
 
     if TYPE_CHECKING:
-        kind: ResourceKind
+        kind: ClassVar[ResourceKind]
         _job_arn: str | None
 
         def build_request(self) -> dict[str, Any]: ...
@@ -708,8 +725,8 @@ class CleanRoomsMLDurableOperatorMixin(CleanRoomsMLDurableJobMixin):
                 link.persist(
                     context=context,
                     operator=self,
-                    region_name=self.hook.conn_region_name,
-                    aws_partition=self.hook.conn_partition,
+                    region_name=self._cleanrooms_hook.conn_region_name,
+                    aws_partition=self._cleanrooms_hook.conn_partition,
                     arn=job["arn"],
                     membership_id=self.membership_identifier,
                 )

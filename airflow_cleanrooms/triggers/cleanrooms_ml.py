@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.amazon.aws.exceptions import WaiterTerminalFailure
@@ -98,11 +99,18 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         from botocore import xform_name
 
         self.log.info("Task killed while deferred: cancelling %s %s", kind.label, self.arn)
-        hook = self.hook()
-        async with await hook.get_async_conn() as client:
-            cancel = getattr(client, xform_name(kind.cancel_operation))
-            await cancel(**kind.request(self.membership_identifier, self.arn, **self.waiter_args_extra))
-        self.log.info("Cancel requested for %s %s", kind.label, self.arn)
+        operation = xform_name(kind.cancel_operation)
+
+        async def cancel() -> None:
+            hook = self.hook()
+            async with await hook.get_async_conn() as client:
+                call = getattr(client, operation)
+                await call(**kind.request(self.membership_identifier, self.arn, **self.waiter_args_extra))
+            self.log.info("Cancel requested for %s %s", kind.label, self.arn)
+
+        # Shielded: Airflow 3.3's triggerer may cancel on_kill itself again about a second later
+        # (seen in the reliability suite: the cancel call never completed and the job ran on).
+        await asyncio.shield(cancel())
 
 
 class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceTrigger):

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from dags_support import INFERENCE, TRAIN_AND_INFER, nodash, task_states
 
+from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 START = "StartTrainedModelInferenceJob"
@@ -89,6 +91,7 @@ def test_train_and_infer_end_to_end(
     assert start["membershipIdentifier"] == membership_id
     assert start["name"] == f"e2e-scores-{suffix}"
     assert start["environment"] == {"SCORE_THRESHOLD": "0.75", "AIRFLOW_RUN_ID": dag_run.run_id}
+    assert start["tags"].pop(IDENTITY_TAG_KEY)  # durable execution's task-instance identity tag
     assert start["tags"] == {"team": "fraud", "airflow-dag": dag_id, "airflow-run-after": suffix}
     assert start["outputConfiguration"] == {"accept": "text/csv", "members": [{"accountId": "444455556666"}]}
     assert start["dataSource"] == {"mlInputChannelArn": seeded["ml_input_channel_arn"]}
@@ -150,6 +153,7 @@ def test_inference_dag_end_to_end(
     # Numbers and objects arrive typed, though Jinja rendered them as strings.
     assert start["resourceConfig"] == {"instanceType": "ml.c5.xlarge", "instanceCount": 3}
     assert start["environment"] == {"SCORE_THRESHOLD": "0.9", "MODE": "batch"}
+    assert start["tags"].pop(IDENTITY_TAG_KEY)  # durable execution's task-instance identity tag
     assert start["tags"] == {"team": "risk", "cost-center": "42"}
     assert start["outputConfiguration"]["members"] == [{"accountId": "444455556666"}]
     assert inline_triggers == (["CleanRoomsMLTrainedModelInferenceJobCompleteTrigger"] if deferrable else [])

@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
+from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+
 from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, ExampleRun, name_prefix, task_log
 
 # The first test also pays for the shared topology (start + all example runs): minutes, not seconds.
@@ -73,7 +75,9 @@ def test_inference_job_arn_is_in_xcom_and_the_job_ran(
         assert job["name"].startswith(name_prefix(run.dag_id) + "-")
         if "environment" in run.conf:  # inference-only DAGs: the trigger conf reached the API
             assert job["environment"] == run.conf["environment"]
-            assert client.list_tags_for_resource(resourceArn=arn)["tags"] == run.conf["tags"]
+            tags = client.list_tags_for_resource(resourceArn=arn)["tags"]
+            assert tags.pop(IDENTITY_TAG_KEY)  # durable execution's task-instance identity tag
+            assert tags == run.conf["tags"]
 
 
 def test_train_and_infer_runs_infer_on_the_model_they_trained(

@@ -19,6 +19,8 @@ from typing import Any
 import pendulum
 import pytest
 
+from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+
 pytestmark = [pytest.mark.integration]
 
 DAG_ID = "core_inference_dag_run"
@@ -126,6 +128,8 @@ def test_templated_job_runs_and_sensor_gets_the_arn(core_dag, cleanrooms_emulato
     assert params["trainedModelArn"] == seeded["trained_model_arn"]
     assert params["resourceConfig"] == {"instanceType": "ml.m5.xlarge", "instanceCount": 2}
     assert params["environment"] == {"MODEL_THRESHOLD": "0.75", "DB_PASSWORD": "s3cr3t-in-conf"}
+    # Besides the user's tags, durable execution adds the task instance's identity tag.
+    assert params["tags"].pop(IDENTITY_TAG_KEY)
     assert params["tags"] == {"team": "growth", "run_id": dag_run.run_id}
     assert params["outputConfiguration"] == {"members": [{"accountId": "444455556666"}], "accept": "text/csv"}
 
