@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -64,6 +65,9 @@ class AirflowTopology:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: list[str] = []
+        self._lock = threading.RLock()
+        self._watching = threading.Event()
         self._token: str | None = None
         self.env = self._environment(parallelism, env or {})
 
@@ -82,7 +86,8 @@ class AirflowTopology:
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+                # SQLite has one writer; wait for the lock rather than fail (the default is 5 s).
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db?timeout=60",
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
@@ -122,6 +127,27 @@ class AirflowTopology:
                 stderr=subprocess.STDOUT,
             )
 
+    def watch(self) -> None:
+        """
+        Restart a component that exits on its own (not one the test killed).
+
+        On a loaded machine SQLite can still refuse a write past its busy timeout, and the scheduler
+        exits on that; the suite tests the provider, not SQLite, so the component is started again
+        and the restart is reported (``restarts``).
+        """
+        self._watching.set()
+
+        def loop() -> None:
+            while self._watching.is_set():
+                with self._lock:
+                    for name, process in list(self.processes.items()):
+                        if process.poll() is not None:
+                            self.restarts.append(f"{name} exited with {process.returncode}; restarted")
+                            self.start(name)
+                time.sleep(1)
+
+        threading.Thread(target=loop, daemon=True).start()
+
     def start(self, *components: str) -> None:
         for component in components or COMPONENTS:
             self.logs.mkdir(parents=True, exist_ok=True)
@@ -153,12 +179,18 @@ class AirflowTopology:
 
     def kill(self, component: str) -> None:
         """SIGKILL a component and everything it spawned (its process group)."""
-        process = self.processes.pop(component)
+        with self._lock:
+            process = self.processes.pop(component)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
     def stop(self) -> None:
+        self._watching.clear()
+        with self._lock:
+            self._stop_all()
+
+    def _stop_all(self) -> None:
         for process in self.processes.values():
             try:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -240,6 +272,11 @@ class AirflowTopology:
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"))
+
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        """What "Mark failed/success" in the UI does."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        self._request("PATCH", path, {"new_state": state})
 
     def wait_run_finished(self, dag_id: str, run_id: str, timeout: float) -> str:
         def finished() -> str | None:

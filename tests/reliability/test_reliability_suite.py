@@ -284,6 +284,58 @@ def triggerer_restart(suite: Suite) -> Row:
     )
 
 
+CANCELLED = {"CANCEL_PENDING", "CANCEL_IN_PROGRESS", "INACTIVE"}
+
+
+def mark_failed(suite: Suite) -> Row:
+    """Mark failed in the UI while the job runs: the sync task's on_kill and the trigger cancel it."""
+    dag_id, started = "rel_mark_failed", time.monotonic()
+    run_id, conf = suite.new_run("mark_failed")
+    membership = conf["membership_id"]
+    suite.topology.trigger(dag_id, run_id, conf)
+    suite.wait_ti_state(
+        dag_id,
+        run_id,
+        "start_deferred",
+        "deferred",
+    )
+    suite.wait_ti_state(dag_id, run_id, "start_sync", "running")
+    jobs = wait_until(
+        lambda: len(suite.jobs(membership)) == 2 and suite.jobs(membership), RUN_TIMEOUT, "2 jobs"
+    )
+    for job in jobs:  # keep both running until the cancel arrives
+        suite.control.force_status(job["trainedModelInferenceJobArn"], "CREATE_IN_PROGRESS")
+    # Only a trigger that is running can cancel on kill: wait until a triggerer runs it (its log
+    # file appears). A deferred task marked failed before that leaves its job running.
+    logs = suite.topology.task_log_dir(dag_id, run_id, "start_deferred")
+    wait_until(lambda: list(logs.glob("attempt=1.log.trigger.*.log")), RUN_TIMEOUT, "the trigger to run")
+    for task_id in ("start_sync", "start_deferred"):
+        suite.topology.set_task_state(dag_id, run_id, task_id, "failed")
+    problems: list[str] = []
+    try:
+        wait_until(
+            lambda: all(j["status"] in CANCELLED for j in suite.jobs(membership)),
+            RUN_TIMEOUT,
+            "both jobs cancelled",
+        )
+    except TimeoutError as error:
+        statuses = {j["name"]: j["status"] for j in suite.jobs(membership)}
+        problems.append(f"{error}: {statuses}")
+    row = suite.finish(
+        "marked failed while waiting: job cancelled (sync, deferred)",
+        dag_id,
+        run_id,
+        conf,
+        started,
+        2,
+        "failed",
+        "1/1",
+        tasks=("start_sync", "start_deferred"),
+    )
+    row.problems += problems
+    return row
+
+
 def job_fails(suite: Suite) -> Row:
     dag_id, started = "rel_job_fails", time.monotonic()
     run_id, conf = suite.new_run("job_fails")
@@ -453,6 +505,7 @@ def topology(
     topology.start()
     try:
         topology.wait_healthy()
+        topology.watch()
         yield topology
     except BaseException:
         for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
@@ -470,18 +523,28 @@ def test_reliability_suite(
     rows: list[Row] = []
 
     # Phase 1: scenarios that disturb only their own task (or only deferred tasks), concurrently.
-    concurrent = [kill_after_start, kill_mid_wait, kill_after_active, triggerer_restart, job_fails, bad_input]
+    concurrent = [
+        kill_after_start,
+        kill_mid_wait,
+        kill_after_active,
+        triggerer_restart,
+        job_fails,
+        bad_input,
+    ]
     with ThreadPoolExecutor(max_workers=len(concurrent)) as pool:
         futures = [pool.submit(scenario, suite) for scenario in concurrent]
         rows += [future.result() for future in futures]
 
-    # Phase 2: faults that hit every caller, one at a time.
+    # Phase 2: one at a time. Marking a deferred task failed needs a live triggerer to cancel its
+    # job (phase 1 restarts it); faults hit every caller.
+    rows.append(mark_failed(suite))
     rows.append(under_faults("30% of requests throttled", "throttle_30", throttle_rate=0.3)(suite))
     rows.append(under_faults("5% of requests answered 500", "errors_5", error_rate=0.05)(suite))
     rows.append(emulator_restart(suite))
     rows.append(check_secrets(suite))
 
     table = format_table(rows)
+    notes = "".join(f"\nnote: {restart}" for restart in topology.restarts)
     with capsys.disabled():
-        print("\n\nReliability suite (real Airflow + emulator)\n" + table + "\n")
+        print("\n\nReliability suite (real Airflow + emulator)\n" + table + notes + "\n")
     assert all(row.ok for row in rows), "\n" + table

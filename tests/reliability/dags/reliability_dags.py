@@ -127,6 +127,11 @@ with _dag("rel_faults", retries=1):
     _inference("start_sync")
     _inference("start_deferred", deferrable=True)
 
+with _dag("rel_mark_failed", retries=0):
+    # The user marks the waiting task failed: the job it started must be cancelled, in both modes.
+    _inference("start_sync")
+    _inference("start_deferred", deferrable=True)
+
 with _dag("rel_job_fails", retries=1):
     _inference("start_inference")
 
@@ -167,6 +172,7 @@ DAG_IDS = (
     "rel_triggerer_restart",
     "rel_emulator_restart",
     "rel_faults",
+    "rel_mark_failed",
     "rel_job_fails",
     "rel_bad_input",
 )
