@@ -363,3 +363,18 @@ def test_start_refused_by_transient_faults_is_retried_and_starts_one_job(
     assert len(attempts) == 4 and attempts[-1]["status"] == 200
     jobs = cleanrooms_emulator.client().list_trained_model_inference_jobs(membershipIdentifier=MEMBERSHIP)
     assert [j["trainedModelInferenceJobArn"] for j in jobs["trainedModelInferenceJobs"]] == [arn]
+
+
+def test_durable_is_on_by_default_and_default_args_can_turn_it_off() -> None:
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    assert InferenceOperator(task_id="a").durable is True
+    with DAG(
+        "durable_defaults", schedule=None, start_date=datetime(2024, 1, 1), default_args={"durable": False}
+    ):
+        inference = InferenceOperator(task_id="inference")
+        training = TrainedModelOperator(task_id="training")
+        explicit = InferenceOperator(task_id="explicit", durable=True)
+    assert (inference.durable, training.durable, explicit.durable) == (False, False, True)
