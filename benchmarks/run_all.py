@@ -61,6 +61,7 @@ def run_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> d
         "active_after": args.active_after,
         "hold_seconds": PENDING_SECONDS + HOLD_SECONDS,
         "timeout": args.timeout,
+        "gc_freeze": args.gc_freeze,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec_file:
         json.dump(spec, spec_file)
@@ -210,6 +211,10 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{'YES (bug)' if waits['ours']['client_shared_across_connections'] else 'no'}"
             )
         for v in variants:
+            pauses = waits[v].get("gc_pauses_over_20ms") or []
+            if pauses:
+                listed = ", ".join(f"{ms:.0f} ms (gen {gen}) at {at:.1f} s" for at, gen, ms in pauses[:4])
+                print(f"  {v}: garbage-collector passes over 20 ms: {listed}")
             for sample in waits[v].get("error_samples", []):
                 print(f"  {v} error: {sample}")
     parse = report.get("parse")
@@ -255,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="ours,anchor", help="comma-separated: ours, anchor, ours-aio")
     parser.add_argument(
         "--parse-repeats", type=int, help="fresh interpreters per kind (default 7; --smoke: 1)"
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() the waiting process after start-up (isolates the collector's full passes)",
     )
     parser.add_argument("--skip-waits", action="store_true")
     parser.add_argument("--skip-parse", action="store_true")

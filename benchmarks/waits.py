@@ -98,6 +98,8 @@ def main(spec_path: str) -> None:
     # shared botocore loader) before the baseline, as in a triggerer that has been running a while.
     asyncio.run(warm_up(conn_ids))
     gc.collect()
+    if spec.get("gc_freeze"):
+        gc.freeze()  # start-up objects out of the collector's way, as a tuned long-running process does
     rss_base = rss_bytes()
     t_go = time.time()
     cpu_go = time.process_time()
@@ -105,6 +107,20 @@ def main(spec_path: str) -> None:
     control.advance_clock(advance)
     active_at = [j["created"] + spec["hold_seconds"] - advance for j in jobs]
 
+    # Garbage-collector passes longer than 20 ms, (seconds after the start, generation, ms): a full
+    # collection over the waits' objects stops the loop like any other synchronous work.
+    gc_pauses: list[tuple[float, int, float]] = []
+    gc_started: dict[str, float] = {}
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_started["t"] = time.perf_counter()
+        elif "t" in gc_started:
+            took = time.perf_counter() - gc_started.pop("t")
+            if took > 0.02:
+                gc_pauses.append((round(time.time() - t_go, 2), info["generation"], round(took * 1000, 1)))
+
+    gc.callbacks.append(on_gc)
     events: dict[int, tuple[dict[str, Any], float]] = {}
     stalls: list[float] = []
     big_stalls: list[tuple[float, float]] = []  # (seconds after the start, stall in ms) above 50 ms
@@ -200,6 +216,7 @@ def main(spec_path: str) -> None:
         "max_stall_s": max(stalls) if stalls else None,
         "stalls_over_50ms": len(big_stalls),
         "worst_stalls_at": sorted(big_stalls, key=lambda x: -x[1])[:5],
+        "gc_pauses_over_20ms": gc_pauses,
         "p99_stall_s": statistics.quantiles(stalls, n=100)[98] if len(stalls) >= 100 else None,
         "rss_growth_per_wait_bytes": (rss_peak - rss_base) / n,
         "latency_p50_s": statistics.median(latencies) if latencies else None,

@@ -24,8 +24,9 @@ Two transports, chosen per trigger class (``CleanRoomsMLBaseWaiterTrigger.client
     (:data:`THREAD_WORKERS` threads, the client's connection pool sized to match). The request's
     serialization, signing, socket I/O and parsing stay off the event loop. Chosen by measurement
     (BENCHMARKS.md): with 1,000 waits the loop's p99 stall was lower than with the shared aiobotocore
-    client in four of five paired runs (e.g. 32 vs 255 ms), whose per-call work (2-3 ms of botocore
-    code per call on the project machine) all runs on the loop and queues up when many polls are due.
+    client in seven of eight paired runs (e.g. 21.6 vs 137.9 ms; largest 41 vs 226 ms), whose per-call
+    work (2-3 ms of botocore code per call on the project machine) all runs on the loop and queues up
+    when many polls are due.
 ``"aio"``
     One aiobotocore client, built and entered off the loop (on a short-lived private loop in a worker
     thread: it binds nothing to that loop; its aiohttp session and locks are created lazily on the

@@ -14,9 +14,10 @@ client per connection identity from the running loop's
 :class:`~airflow_cleanrooms.aio.client_pool.SharedClientPool` (built off the loop, shared,
 reference-counted, closed when idle; by default a boto3 client whose calls run on a small thread
 pool), then polls with jitter. ``scripts/bench`` measures both paths side by side; at 1,000 waits
-(BENCHMARKS.md) the largest stall was 0.4 s against the provider path's 6.5 s, with 31 KiB per wait
-against 482 KiB and a job's event at most 5 s (the poll interval) after it turned ``ACTIVE``
-against 74 s.
+(BENCHMARKS.md) the largest stall was 39 ms with the garbage collector frozen after start-up (217 ms
+without: one full collection) against the provider path's 4.9-9.1 s, with 12 KiB per wait against
+353-398 KiB, and a job's event at most 5 s (the poll interval) after it turned ``ACTIVE`` against
+54-101 s.
 
 Waiter semantics are botocore's: the waiter model (the hook's custom waiter JSON, or the service's
 official waiters) is loaded into a ``botocore.waiter.SingleWaiterConfig`` and each response is
