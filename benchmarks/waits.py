@@ -37,12 +37,9 @@ def rss_bytes() -> int:
 def trigger_classes() -> dict[str, type]:
     from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 
-    try:
-        from airflow_cleanrooms.triggers.cleanrooms_ml import (
-            CleanRoomsMLTrainedModelInferenceJobCompleteTrigger as Ours,
-        )
-    except ImportError:  # the core trigger has not landed: same waiter, bench-local trigger
-        from fallback_trigger import BenchInferenceJobCompleteTrigger as Ours
+    from airflow_cleanrooms.triggers.cleanrooms_ml import (
+        CleanRoomsMLTrainedModelInferenceJobCompleteTrigger as Ours,
+    )
 
     class Anchor(Ours):  # type: ignore[misc,valid-type]
         run = AwsBaseWaiterTrigger.run
