@@ -41,7 +41,8 @@ def venv_tool(name: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- the deployment
-# One topology for every deployment and browser test of the session: starting Airflow's four
+# One topology for every deployment and browser test (package scope: it stops once they are done,
+# so its services do not load the rest of the suite); starting Airflow's four
 # services costs most of the suite's time on a 2-core machine.
 
 TIMINGS: dict[str, float] = {}
@@ -87,7 +88,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         (ARTIFACTS / "deployment-timings.json").write_text(json.dumps(TIMINGS, indent=2))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployment() -> Iterator[Any]:
     """PostgreSQL + api-server + scheduler + dag-processor + triggerer + emulator, as processes."""
     deploy = _load_deploy_module()
@@ -150,14 +151,14 @@ def name_prefix(dag_id: str) -> str:
     return "dt-" + "".join(word[0] for word in dag_id.removeprefix("example_cleanrooms_ml_").split("_"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def seeded(deployment: Any) -> dict[str, str]:
     from airflow_cleanrooms.emulator.control import EmulatorControl
 
     return EmulatorControl(deployment.emulator_url).seed_membership(MEMBERSHIP_ID, trained_model=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def example_runs(deployment: Any, seeded: dict[str, str]) -> dict[str, ExampleRun]:
     """Unpause and trigger every example DAG through the REST API (all at once), wait for the end."""
     with timed("DAGs parsed (visible in the API)"):
