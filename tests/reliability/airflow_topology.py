@@ -67,6 +67,10 @@ class AirflowTopology:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts: list[str] = []
         self._lock = threading.RLock()
+        # One REST call at a time from the suite's scenario threads: SQLite has one writer, and six
+        # concurrent dagRuns POSTs each waited out the busy timeout, failed, and left the api-server
+        # unresponsive for minutes on a loaded 2-core CI machine.
+        self._api_lock = threading.Lock()
         self._watching = threading.Event()
         self._token: str | None = None
         self.env = self._environment(parallelism, env or {})
@@ -227,7 +231,7 @@ class AirflowTopology:
         for attempt in range(6):
             request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
             try:
-                with urllib.request.urlopen(request, timeout=30) as response:
+                with self._api_lock, urllib.request.urlopen(request, timeout=30) as response:
                     payload = response.read()
                 return json.loads(payload) if payload else None
             except urllib.error.HTTPError as error:
