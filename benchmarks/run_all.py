@@ -172,6 +172,8 @@ def print_report(report: dict[str, Any]) -> None:
             ("p99 event-loop stall (ms)", "p99_stall_s", 1000, 1),
             ("heartbeats late by > 50 ms", "stalls_over_50ms", 1, 0),
             ("RSS growth per wait (KiB)", "rss_growth_per_wait_bytes", 1 / 1024, 1),
+            ("objects promoted to old gen. per wait", "promoted_to_old_generation_per_wait", 1, 1),
+            ("full (gen 2) collections in the run", "full_collections", 1, 0),
             ("API calls per job", "api_calls_per_job", 1, 2),
             ("first poll after start, median (s)", "first_poll_median_s", 1, 2),
             ("first poll after start, max (s)", "first_poll_max_s", 1, 2),
@@ -211,6 +213,12 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{'YES (bug)' if waits['ours']['client_shared_across_connections'] else 'no'}"
             )
         for v in variants:
+            if waits[v].get("full_collection_ms_at_start") is not None:
+                print(
+                    f"  {v}: one full collection over the heap at the start "
+                    f"({waits[v]['heap_objects_at_start']:,} tracked objects, no wait yet) took "
+                    f"{waits[v]['full_collection_ms_at_start']:.0f} ms"
+                )
             pauses = waits[v].get("gc_pauses_over_20ms") or []
             if pauses:
                 listed = ", ".join(f"{ms:.0f} ms (gen {gen}) at {at:.1f} s" for at, gen, ms in pauses[:4])

@@ -23,6 +23,7 @@ import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,13 @@ def main(spec_path: str) -> None:
     # shared botocore loader) before the baseline, as in a triggerer that has been running a while.
     asyncio.run(warm_up(conn_ids))
     gc.collect()
+    # The heap the collector walks on a full (generation 2) pass, and what one such pass costs here,
+    # before any wait exists: the floor of any full collection during the run.
+    heap_objects = len(gc.get_objects())
+    full_started = time.perf_counter()
+    gc.collect()
+    full_collection_ms = (time.perf_counter() - full_started) * 1000
+    collections_before = [generation["collections"] for generation in gc.get_stats()]
     if spec.get("gc_freeze"):
         gc.freeze()  # start-up objects out of the collector's way, as a tuned long-running process does
     rss_base = rss_bytes()
@@ -109,10 +117,29 @@ def main(spec_path: str) -> None:
     gc_pauses: list[tuple[float, int, float]] = []
     gc_started: dict[str, float] = {}
 
+    # Objects the young collections promote into the old generation: CPython runs a full collection
+    # (a pause over the whole heap, `full_collection_ms_at_start`) once those exceed a quarter of the
+    # old generation, so this count is what brings the next full pass closer.
+    promoted = {"total": 0, "young": 0}
+    # BENCH_GC_TRACE=path: what the young generation holds at each such collection (types, counts).
+    trace = open(os.environ["BENCH_GC_TRACE"], "a") if os.environ.get("BENCH_GC_TRACE") else None  # noqa: SIM115
+
     def on_gc(phase: str, info: dict[str, Any]) -> None:
+        generation = info["generation"]
         if phase == "start":
+            if generation == 1:
+                young = gc.get_objects(0) + gc.get_objects(1)
+                promoted["young"] = len(young) - 1  # the list itself is young too
+                if trace:
+                    print(round(time.time() - t_go, 2), Counter(map(type, young)).most_common(12), file=trace)
+                del young
             gc_started["t"] = time.perf_counter()
-        elif "t" in gc_started:
+        else:
+            if generation == 1:
+                promoted["total"] += promoted["young"] - info["collected"] - info["uncollectable"]
+                if trace:
+                    print("  promoted", promoted["young"] - info["collected"], file=trace, flush=True)
+        if phase != "start" and "t" in gc_started:
             took = time.perf_counter() - gc_started.pop("t")
             if took > 0.02:
                 gc_pauses.append((round(time.time() - t_go, 2), info["generation"], round(took * 1000, 1)))
@@ -214,6 +241,14 @@ def main(spec_path: str) -> None:
         "stalls_over_50ms": len(big_stalls),
         "worst_stalls_at": sorted(big_stalls, key=lambda x: -x[1])[:5],
         "gc_pauses_over_20ms": gc_pauses,
+        "heap_objects_at_start": heap_objects,
+        "full_collection_ms_at_start": full_collection_ms,
+        "promoted_to_old_generation_per_wait": promoted["total"] / n,
+        "full_collections": gc.get_stats()[2]["collections"] - collections_before[2],
+        "collections_during_run": [
+            generation["collections"] - before
+            for generation, before in zip(gc.get_stats(), collections_before, strict=True)
+        ],
         "p99_stall_s": statistics.quantiles(stalls, n=100)[98] if len(stalls) >= 100 else None,
         "rss_growth_per_wait_bytes": (rss_peak - rss_base) / n,
         "latency_p50_s": statistics.median(latencies) if latencies else None,

@@ -315,13 +315,27 @@ class SharedClientPool:
 
         ``client`` has the boto3 client's API methods as coroutines (``await client.get_x(**kw)``).
         """
-        if transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
-        entry = await self._acquire(hook, transport)
+        entry = await self.acquire(hook, transport)
         try:
             yield entry.key, entry.client
         finally:
-            self._release(entry)
+            self.release(entry)
+
+    async def acquire(self, hook: AwsGenericHook, transport: str = "thread") -> _Entry:
+        """
+        Take a lease on the shared client for ``hook``'s connection; :meth:`release` gives it back.
+
+        The entry's ``key`` and ``client`` are those :meth:`lease` yields. The pool keeps no reference
+        to ``hook`` once this returns (nor to its connection lookup), so a caller that drops it too
+        holds nothing per wait but the entry, which all waits on the connection share.
+        """
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        return await self._acquire(hook, transport)
+
+    def release(self, entry: _Entry) -> None:
+        """Give back a lease taken with :meth:`acquire` (once per ``acquire``)."""
+        self._release(entry)
 
     async def _acquire(self, hook: AwsGenericHook, transport: str) -> _Entry:
         prekey = (

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import random
 import threading
 from typing import TYPE_CHECKING, Any
@@ -54,9 +53,10 @@ from botocore.exceptions import (
 from botocore.waiter import SingleWaiterConfig, WaiterModel
 
 from airflow_cleanrooms.aio.client_pool import ClientKey, SharedClientPool
+from airflow_cleanrooms.aio.poll_clock import PollClock
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 #: Exceptions raised (rather than returned as error responses) that a later poll may not see again.
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -71,6 +71,10 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
 
 # One generator for every trigger: a per-trigger random.Random() would read os.urandom on the loop.
 _RNG = random.Random()
+
+#: (status, status details, description) of the last answered poll.
+_Observation = tuple["str | None", "dict[str, Any] | None", str]
+_NOTHING_SEEN: _Observation = (None, None, "")
 
 _WAITER_CONFIGS: dict[tuple[str, str, str, str], SingleWaiterConfig] = {}
 _WAITER_CONFIGS_LOCK = threading.Lock()
@@ -211,18 +215,24 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         delay = float(max(self.waiter_delay, 0))
         return rng.uniform((1.0 - self.jitter) * delay, delay)
 
-    async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def _sleep(self, seconds: float) -> Awaitable[None]:
+        # The loop's shared poll clock, not asyncio.sleep: see airflow_cleanrooms.aio.poll_clock.
+        return PollClock.for_running_loop().sleep(seconds)
 
     # -- events ----------------------------------------------------------------------------------
 
-    def _status_of(self, response: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None]:
-        if not response:
-            return None, None
+    def _observe(self, response: dict[str, Any] | None) -> _Observation:
+        """What the events and logs need of a response: status, status details and a description."""
+        if not response or "Error" in response:
+            return _NOTHING_SEEN
         query = self.status_query or (self.status_queries[0] if self.status_queries else None)
         status = _search(query, response) if query else None
         details = _search(self.status_details_query, response) if self.status_details_query else None
-        return (str(status) if status is not None else None), (details if isinstance(details, dict) else None)
+        return (
+            str(status) if status is not None else None,
+            details if isinstance(details, dict) else None,
+            self._describe(response),
+        )
 
     def _describe(self, response: dict[str, Any] | None) -> str:
         values = []
@@ -234,8 +244,8 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
                 )
         return " - ".join(values)
 
-    def _error_event(self, message: str, response: dict[str, Any] | None) -> TriggerEvent:
-        status, details = self._status_of(response)
+    def _error_event(self, message: str, seen: _Observation = (None, None, "")) -> TriggerEvent:
+        status, details, _ = seen
         return TriggerEvent(
             {
                 "status": "error",
@@ -252,32 +262,50 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     # -- run -------------------------------------------------------------------------------------
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = self.hook()
         # The first-poll spread comes before anything else, so that triggers created together (the
         # triggerer picks up a whole batch at once) reach the pool spread out, not as one herd that
         # wakes up in a single loop iteration when the shared client is ready.
         await self._sleep(self.first_poll_delay(_RNG))
         try:
             pool = SharedClientPool.for_running_loop()
-            async with pool.lease(hook, self.client_transport) as (key, client):
-                self._client_key: ClientKey | None = key
-                self._client_id: int | None = id(client)
-                cache_key = self._waiter_cache_key(hook)
-                waiter = _WAITER_CONFIGS.get(cache_key) or await pool.run_blocking(
-                    ("waiter", *cache_key),
-                    load_waiter_config,
-                    hook,
-                    self.waiter_name,
-                    self.waiter_config_overrides,
-                )
-                event = await self._wait(client, waiter)
+            entry, waiter = await self._lease(pool)
+            try:
+                self._client_key: ClientKey | None = entry.key
+                self._client_id: int | None = id(entry.client)
+                event = await self._wait(entry.client, waiter)
+            finally:
+                pool.release(entry)
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as error:
             self.log.exception("%s: the wait could not run", self.failure_message)
-            event = self._error_event(f"{self.failure_message}: {type(error).__name__}: {error}", None)
+            event = self._error_event(f"{self.failure_message}: {type(error).__name__}: {error}")
         # The lease is released before the event is handed to the triggerer.
         yield event
+
+    async def _lease(self, pool: SharedClientPool) -> tuple[Any, SingleWaiterConfig]:
+        """
+        Lease the shared client and load the waiter; the hook lives only for this call.
+
+        Nothing built here is kept for the wait but the lease (shared by every wait on the same
+        connection): the hook and its connection lookup, kept for hours by a thousand waits, would
+        be promoted into the collector's old generation (see ``airflow_cleanrooms.aio.poll_clock``).
+        """
+        hook = self.hook()
+        entry = await pool.acquire(hook, self.client_transport)
+        try:
+            cache_key = self._waiter_cache_key(hook)
+            waiter = _WAITER_CONFIGS.get(cache_key) or await pool.run_blocking(
+                ("waiter", *cache_key),
+                load_waiter_config,
+                hook,
+                self.waiter_name,
+                self.waiter_config_overrides,
+            )
+        except BaseException:
+            pool.release(entry)
+            raise
+        return entry, waiter
 
     def _waiter_cache_key(self, hook: AwsGenericHook) -> tuple[str, str, str, str]:
         return (
@@ -293,67 +321,79 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         rng = _RNG
         attempts = 0
         streak = 0
-        last_response: dict[str, Any] | None = None
-        last_status: str | None = None
+        # Only what a later event or log line needs is kept between polls, never a whole response:
+        # kept across a sleep, a response's objects would be promoted into the collector's old
+        # generation (see airflow_cleanrooms.aio.poll_clock), a thousand waits' worth at a time.
+        last_seen: _Observation = _NOTHING_SEEN
 
         while True:
-            transient: str | None = None
-            response: dict[str, Any] | None = None
-            try:
-                response = await operation(**self.waiter_args)
-            except ClientError as error:
-                response = error.response
-            except TRANSIENT_EXCEPTIONS as error:
-                transient = f"{type(error).__name__}: {error}"
-
-            if response is not None:
-                matched = next((a for a in acceptors if a.matcher_func(response)), None)
-                if matched is None and "Error" in response:
-                    error_info = response["Error"]
-                    description = f"{error_info.get('Code', 'Unknown')}: {error_info.get('Message', '')}"
-                    if not is_transient_error_response(response):
-                        return self._error_event(f"{self.failure_message}: {description}", last_response)
-                    transient = description
-                else:
-                    streak = 0
-                    attempts += 1
-                    if "Error" not in response:
-                        last_response = response
-                    status, _ = self._status_of(last_response)
-                    if status != last_status:
-                        # Status changes only (the final status is in the event the triggerer logs):
-                        # a log write is a blocking call on the loop, so not one per poll.
-                        changed = last_status is not None and (matched is None or matched.state == "retry")
-                        self.log.log(
-                            logging.INFO if changed else logging.DEBUG,
-                            "%s: %s",
-                            self.status_message,
-                            self._describe(last_response),
-                        )
-                        last_status = status
-                    state = matched.state if matched is not None else "waiting"
-                    if state == "success":
-                        return self._success_event()
-                    if state == "failure":
-                        reason = self._describe(response) or matched.explanation  # type: ignore[union-attr]
-                        return self._error_event(f"{self.failure_message}: {reason}", response)
-                    if attempts >= self.attempts:
-                        return self._error_event(
-                            f"{self.failure_message}: timed out after {attempts} attempts "
-                            f"({self.waiter_delay} s apart) waiting for {self.waiter_name}; "
-                            f"last status: {self._describe(last_response) or 'unknown'}",
-                            last_response,
-                        )
-
+            event, transient, last_seen, answered = self._judge(
+                await self._poll(operation), acceptors, last_seen
+            )
+            if event is not None:
+                return event
+            if answered:
+                streak = 0
+                attempts += 1
+                if attempts >= self.attempts:
+                    return self._error_event(
+                        f"{self.failure_message}: timed out after {attempts} attempts "
+                        f"({self.waiter_delay} s apart) waiting for {self.waiter_name}; "
+                        f"last status: {last_seen[2] or 'unknown'}",
+                        last_seen,
+                    )
             if transient is not None:
                 streak += 1
                 if streak > self.max_transient_errors:
                     return self._error_event(
                         f"{self.failure_message}: gave up after {streak} consecutive transient errors "
                         f"(last: {transient})",
-                        last_response,
+                        last_seen,
                     )
                 self.log.warning(
                     "Transient error while waiting (%d/%d): %s", streak, self.max_transient_errors, transient
                 )
             await self._sleep(self.poll_interval(rng))
+
+    async def _poll(self, operation: Callable[..., Awaitable[dict[str, Any]]]) -> dict[str, Any] | str:
+        """One call: the response (error responses included), or a transient exception's description."""
+        try:
+            return await operation(**self.waiter_args)
+        except ClientError as error:
+            return error.response
+        except TRANSIENT_EXCEPTIONS as error:
+            return f"{type(error).__name__}: {error}"
+
+    def _judge(
+        self, response: dict[str, Any] | str, acceptors: tuple[Any, ...], last_seen: _Observation
+    ) -> tuple[TriggerEvent | None, str | None, _Observation, bool]:
+        """
+        Match one poll's outcome against the waiter's acceptors, as ``botocore.waiter.Waiter.wait``.
+
+        Returns ``(event or None, transient failure or None, what was last seen, whether the poll
+        counts as an answered attempt)``.
+        """
+        if isinstance(response, str):
+            return None, response, last_seen, False
+        matched = next((a for a in acceptors if a.matcher_func(response)), None)
+        if matched is None and "Error" in response:
+            error_info = response["Error"]
+            description = f"{error_info.get('Code', 'Unknown')}: {error_info.get('Message', '')}"
+            if is_transient_error_response(response):
+                return None, description, last_seen, False
+            event = self._error_event(f"{self.failure_message}: {description}", last_seen)
+            return event, None, last_seen, False
+        seen = self._observe(response) if "Error" not in response else last_seen
+        still_waiting = matched is None or matched.state == "retry"
+        if still_waiting and last_seen[0] is not None and seen[0] != last_seen[0]:
+            # Status changes only (the final status is in the event the triggerer logs): a log write
+            # is a blocking call on the loop, so not one per poll.
+            self.log.info("%s: %s", self.status_message, seen[2])
+        state = matched.state if matched is not None else "waiting"
+        if state == "success":
+            return self._success_event(), None, seen, True
+        if state == "failure":
+            failed = self._observe(response)
+            reason = failed[2] or matched.explanation  # type: ignore[union-attr]
+            return self._error_event(f"{self.failure_message}: {reason}", failed), None, seen, True
+        return None, None, seen, True
