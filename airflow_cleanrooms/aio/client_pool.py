@@ -196,6 +196,8 @@ class ThreadedClient:
             return await asyncio.get_running_loop().run_in_executor(self._executor, partial(method, **kwargs))
 
         call.__name__ = name
+        # Kept: every wait on this client gets the same coroutine function, not a closure of its own.
+        self.__dict__[name] = call
         return call
 
     async def close(self) -> None:
@@ -253,6 +255,11 @@ class SharedClientPool:
     """
 
     idle_ttl: float = 60.0
+    #: Seconds a resolved connection (its client key) serves later leases with the same hook
+    #: parameters. A batch of triggers started together makes one connection lookup, not one each
+    #: (each kept a hook and connection wrapper alive while queued for a thread: BENCHMARKS.md); a
+    #: changed connection (rotated keys) reaches the triggers that start this long after the change.
+    key_ttl: float = 10.0
     #: Seconds over which the triggers that waited for a client being built are released.
     herd_spread: float = 0.25
 
@@ -263,6 +270,7 @@ class SharedClientPool:
         self._entries: dict[ClientKey, _Entry] = {}
         self._creating: dict[ClientKey, asyncio.Future[Any]] = {}
         self._singleflight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._resolved: dict[Hashable, tuple[ClientKey, float]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         #: Number of clients this pool has built (for tests and benchmarks).
@@ -347,7 +355,12 @@ class SharedClientPool:
             repr(getattr(hook, "_verify", None)),
             _canonical(_config_options(getattr(hook, "_config", None))),
         )
-        key: ClientKey = await self.run_blocking(prekey, resolve_client_key, hook, transport)
+        resolved = self._resolved.get(prekey)
+        if resolved is not None and self._loop.time() - resolved[1] < self.key_ttl:
+            key = resolved[0]
+        else:
+            key = await self.run_blocking(prekey, resolve_client_key, hook, transport)
+            self._resolved[prekey] = (key, self._loop.time())
         waited = False
         while True:
             entry = self._entries.get(key)

@@ -53,10 +53,10 @@ from botocore.exceptions import (
 from botocore.waiter import SingleWaiterConfig, WaiterModel
 
 from airflow_cleanrooms.aio.client_pool import ClientKey, SharedClientPool
-from airflow_cleanrooms.aio.poll_clock import PollClock
+from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable
 
 #: Exceptions raised (rather than returned as error responses) that a later poll may not see again.
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -75,6 +75,24 @@ _RNG = random.Random()
 #: (status, status details, description) of the last answered poll.
 _Observation = tuple["str | None", "dict[str, Any] | None", str]
 _NOTHING_SEEN: _Observation = (None, None, "")
+
+
+class _WaitState:
+    """One wait's progress between polls (created once per wait); calling it judges one outcome."""
+
+    __slots__ = ("acceptors", "attempts", "last_seen", "streak", "trigger")
+
+    def __init__(self, trigger: CleanRoomsMLBaseWaiterTrigger, acceptors: tuple[Any, ...]) -> None:
+        self.trigger = trigger
+        self.acceptors = acceptors
+        self.attempts = 0  # answered polls
+        self.streak = 0  # consecutive transient failures
+        self.last_seen: _Observation = _NOTHING_SEEN
+
+    def __call__(self, outcome: Any) -> float | Finished[TriggerEvent]:
+        # The scheduler's step: a callable object rather than a bound method or partial per wait.
+        return self.trigger._step(self, outcome)
+
 
 _WAITER_CONFIGS: dict[tuple[str, str, str, str], SingleWaiterConfig] = {}
 _WAITER_CONFIGS_LOCK = threading.Lock()
@@ -216,8 +234,8 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         return rng.uniform((1.0 - self.jitter) * delay, delay)
 
     def _sleep(self, seconds: float) -> Awaitable[None]:
-        # The loop's shared poll clock, not asyncio.sleep: see airflow_cleanrooms.aio.poll_clock.
-        return PollClock.for_running_loop().sleep(seconds)
+        # On the loop's poll scheduler's timer, not asyncio.sleep: see airflow_cleanrooms.aio.poll_scheduler.
+        return PollScheduler.for_running_loop().sleep(seconds)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -289,7 +307,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
 
         Nothing built here is kept for the wait but the lease (shared by every wait on the same
         connection): the hook and its connection lookup, kept for hours by a thousand waits, would
-        be promoted into the collector's old generation (see ``airflow_cleanrooms.aio.poll_clock``).
+        be promoted into the collector's old generation (see ``airflow_cleanrooms.aio.poll_scheduler``).
         """
         hook = self.hook()
         entry = await pool.acquire(hook, self.client_transport)
@@ -316,53 +334,58 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         )
 
     async def _wait(self, client: Any, waiter: SingleWaiterConfig) -> TriggerEvent:
-        operation = getattr(client, xform_name(waiter.operation))
-        acceptors = _acceptors(waiter)
-        rng = _RNG
-        attempts = 0
-        streak = 0
-        # Only what a later event or log line needs is kept between polls, never a whole response:
-        # kept across a sleep, a response's objects would be promoted into the collector's old
-        # generation (see airflow_cleanrooms.aio.poll_clock), a thousand waits' worth at a time.
-        last_seen: _Observation = _NOTHING_SEEN
+        """Poll on the loop's :class:`~airflow_cleanrooms.aio.poll_scheduler.PollScheduler` until an event."""
+        event: TriggerEvent = await PollScheduler.for_running_loop().poll(
+            getattr(client, xform_name(waiter.operation)),
+            self.waiter_args,
+            _WaitState(self, _acceptors(waiter)),
+        )
+        return event
 
-        while True:
-            event, transient, last_seen, answered = self._judge(
-                await self._poll(operation), acceptors, last_seen
-            )
-            if event is not None:
-                return event
-            if answered:
-                streak = 0
-                attempts += 1
-                if attempts >= self.attempts:
-                    return self._error_event(
-                        f"{self.failure_message}: timed out after {attempts} attempts "
-                        f"({self.waiter_delay} s apart) waiting for {self.waiter_name}; "
-                        f"last status: {last_seen[2] or 'unknown'}",
-                        last_seen,
-                    )
-            if transient is not None:
-                streak += 1
-                if streak > self.max_transient_errors:
-                    return self._error_event(
-                        f"{self.failure_message}: gave up after {streak} consecutive transient errors "
-                        f"(last: {transient})",
-                        last_seen,
-                    )
-                self.log.warning(
-                    "Transient error while waiting (%d/%d): %s", streak, self.max_transient_errors, transient
+    def _step(self, state: _WaitState, outcome: Any) -> float | Finished[TriggerEvent]:
+        """
+        Judge one poll's outcome: the event that ends the wait, or the delay before the next poll.
+
+        Runs in the context of the trigger's task (the scheduler keeps it), so its log lines reach
+        this trigger's log. Only what a later event or log line needs is kept between polls, never a
+        whole response (see :mod:`airflow_cleanrooms.aio.poll_scheduler`).
+        """
+        if isinstance(outcome, ClientError):
+            outcome = outcome.response
+        elif isinstance(outcome, TRANSIENT_EXCEPTIONS):
+            outcome = f"{type(outcome).__name__}: {outcome}"
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        event, transient, seen, answered = self._judge(outcome, state.acceptors, state.last_seen)
+        if seen != state.last_seen:
+            state.last_seen = seen  # an equal observation keeps the older object: nothing new to keep
+        if event is not None:
+            return Finished(event)
+        if answered:
+            state.streak = 0
+            state.attempts += 1
+            if state.attempts >= self.attempts:
+                message = (
+                    f"{self.failure_message}: timed out after {state.attempts} attempts "
+                    f"({self.waiter_delay} s apart) waiting for {self.waiter_name}; "
+                    f"last status: {seen[2] or 'unknown'}"
                 )
-            await self._sleep(self.poll_interval(rng))
-
-    async def _poll(self, operation: Callable[..., Awaitable[dict[str, Any]]]) -> dict[str, Any] | str:
-        """One call: the response (error responses included), or a transient exception's description."""
-        try:
-            return await operation(**self.waiter_args)
-        except ClientError as error:
-            return error.response
-        except TRANSIENT_EXCEPTIONS as error:
-            return f"{type(error).__name__}: {error}"
+                return Finished(self._error_event(message, seen))
+        if transient is not None:
+            state.streak += 1
+            if state.streak > self.max_transient_errors:
+                message = (
+                    f"{self.failure_message}: gave up after {state.streak} consecutive transient errors "
+                    f"(last: {transient})"
+                )
+                return Finished(self._error_event(message, seen))
+            self.log.warning(
+                "Transient error while waiting (%d/%d): %s",
+                state.streak,
+                self.max_transient_errors,
+                transient,
+            )
+        return self.poll_interval(_RNG)
 
     def _judge(
         self, response: dict[str, Any] | str, acceptors: tuple[Any, ...], last_seen: _Observation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,14 @@ class ScaleTestJobTrigger(CleanRoomsMLBaseWaiterTrigger):
         )
         self.slept: list[float] = []
 
-    async def _sleep(self, seconds: float) -> None:
-        # Record the schedule instead of waiting it out: the tests check the loop's decisions.
-        self.slept.append(seconds)
+    # Record the schedule instead of waiting it out: the tests check the trigger's decisions.
+    def first_poll_delay(self, rng: random.Random) -> float:
+        self.slept.append(super().first_poll_delay(rng))
+        return 0.0
+
+    def poll_interval(self, rng: random.Random) -> float:
+        self.slept.append(super().poll_interval(rng))
+        return 0.0
 
 
 class ScriptedClient:

@@ -202,10 +202,8 @@ def test_lease_is_released_when_the_trigger_is_cancelled(scripts):
     by_arn[JOB_ARN.format(n=1)] = [job("CREATE_IN_PROGRESS")]
 
     class Slow(ScaleTestJobTrigger):
-        async def _sleep(self, seconds: float) -> None:
-            self.slept.append(seconds)
-            if len(self.slept) > 1:  # the first-poll spread passes, then it waits "forever"
-                await asyncio.sleep(3600)
+        def poll_interval(self, rng: random.Random) -> float:
+            return 3600.0  # the first poll comes at once, then it waits "forever"
 
     t = Slow(
         membership_identifier=MEMBERSHIP,
@@ -236,8 +234,9 @@ def test_lease_is_released_when_the_trigger_is_cancelled(scripts):
 def test_poll_intervals_are_jittered_within_bounds(delay):
     t = trigger(waiter_delay=delay)
     rng = random.Random(42)
-    intervals = [t.poll_interval(rng) for _ in range(2000)]
-    firsts = [t.first_poll_delay(rng) for _ in range(2000)]
+    schedule = super(ScaleTestJobTrigger, t)  # the base class's decisions, not the test double's
+    intervals = [schedule.poll_interval(rng) for _ in range(2000)]
+    firsts = [schedule.first_poll_delay(rng) for _ in range(2000)]
     assert all((1 - t.jitter) * delay <= i <= delay for i in intervals)
     assert all(0 <= f <= min(t.max_first_poll_spread, delay) for f in firsts)
     assert max(firsts) > 0.9 * min(t.max_first_poll_spread, delay)
@@ -424,6 +423,7 @@ def test_subclass_without_hook_class_is_rejected_at_import_time():
 def test_rotated_connection_credentials_get_a_new_client(monkeypatch):
     async def main() -> None:
         pool = SharedClientPool.for_running_loop()
+        pool.key_ttl = 0.0  # every lease looks the connection up
         async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (old_key, old_client):
             monkeypatch.setenv("AIRFLOW_CONN_SCALE_A", connection_env("AKIASCALEROTATEDXXXX", "secret-new"))
             async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (new_key, new_client):
@@ -434,6 +434,41 @@ def test_rotated_connection_credentials_get_a_new_client(monkeypatch):
         await close_shared_clients()
 
     asyncio.run(main())
+
+
+def test_connection_lookup_serves_leases_for_key_ttl_then_is_made_again(scripts, monkeypatch):
+    lookups: list[str] = []
+    resolve = client_pool.resolve_client_key
+
+    def counting_resolve(hook: Any, transport: str = "thread") -> Any:
+        lookups.append(hook.aws_conn_id)
+        return resolve(hook, transport)
+
+    monkeypatch.setattr(client_pool, "resolve_client_key", counting_resolve)
+
+    async def main() -> tuple[Any, ...]:
+        pool = SharedClientPool.for_running_loop()
+        pool.key_ttl = 2.0
+        keys = []
+        for _ in range(5):  # a batch of triggers starting one after the other: one lookup
+            async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (key, _client):
+                keys.append(key)
+        async with pool.lease(ScaleTestHook(aws_conn_id="scale_b")) as (other, _client):
+            pass  # another connection is looked up on its own
+        monkeypatch.setenv("AIRFLOW_CONN_SCALE_A", connection_env("AKIASCALEROTATEDXXXX", "secret-new"))
+        async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (within_ttl, _client):
+            pass
+        await asyncio.sleep(2.1)
+        async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (after_ttl, _client):
+            pass
+        await close_shared_clients()
+        return keys, other, within_ttl, after_ttl
+
+    keys, other, within_ttl, after_ttl = asyncio.run(main())
+    assert lookups == ["scale_a", "scale_b", "scale_a"]
+    assert all(key == keys[0] for key in keys) and other != keys[0]
+    assert within_ttl == keys[0]  # the change is not seen yet...
+    assert after_ttl != keys[0] and after_ttl.aws_conn_id == "scale_a"  # ...and is after key_ttl
 
 
 @pytest.mark.timeout(120)

@@ -1,0 +1,210 @@
+"""
+The polls of every waiting trigger of one event loop: one timer, a bounded number of calls at once.
+
+Why not a loop of ``await asyncio.sleep(interval)`` and ``await client.get_x()`` per trigger: a
+sleeping trigger keeps that sleep's coroutine, future, ``TimerHandle``, argument tuple and context
+copy alive for the whole interval, and a due poll keeps its call's coroutine, futures, work item and
+callbacks alive while it queues for a thread. With a thousand waits, CPython's young collections
+promote thousands of such objects into the old generation, and once the promoted objects exceed a
+quarter of the old generation CPython runs a full collection: one pause over the whole heap (about
+120 ms on the project machine for a process that has only imported ``airflow.sdk``), which stops the
+triggerer's event loop like any other synchronous work. Measured with ``scripts/bench``
+(BENCHMARKS.md, "objects promoted to the old generation per wait").
+
+Here a wait is one :class:`Polling` record, created once: between polls it sits on the scheduler's
+heap (ordered by its next due time, no per-poll object), and at most :attr:`PollScheduler.max_in_flight`
+calls run at once, the others waiting their turn on the heap or in a queue of records. After each
+call the wait's ``step`` decides: a number is the delay before the next poll, a :class:`Finished`
+ends the wait with its result. ``step`` and the call run in the context (``contextvars``) of the task that
+started the wait, so the triggerer's per-trigger log routing still applies to what they log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import weakref
+from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
+
+_NO_ARGUMENTS: dict[str, Any] = {}
+
+T = TypeVar("T")
+
+
+class Finished(Generic[T]):
+    """What a poll's ``step`` returns to end the polling with ``result``."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: T) -> None:
+        self.result = result
+
+
+class Polling:
+    """One repeated call: what to call, what to do with each outcome, when it is next due."""
+
+    __slots__ = ("call", "context", "due", "future", "kwargs", "step")
+
+    def __init__(
+        self,
+        call: Callable[..., Coroutine[Any, Any, Any]] | None,
+        kwargs: dict[str, Any],
+        step: Callable[[Any], Any] | None,
+        future: asyncio.Future[Any],
+        context: contextvars.Context | None,
+    ) -> None:
+        self.call = call
+        self.kwargs = kwargs
+        self.step = step
+        self.future = future
+        self.context = context
+        self.due = 0.0
+
+    def __lt__(self, other: Polling) -> bool:  # heap order; equal times in any order
+        return self.due < other.due
+
+
+class PollScheduler:
+    """
+    The polls of the triggers of one event loop.
+
+    :param loop: The event loop the polls belong to.
+    """
+
+    #: Calls running at once (the thread transport's pool has 4 threads: 4 running, 4 ready next).
+    max_in_flight: int = 8
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[Polling] = []
+        self._ready: deque[Polling] = deque()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+
+    @classmethod
+    def for_running_loop(cls) -> PollScheduler:
+        """Return the scheduler of the running event loop, creating it on first use."""
+        loop = asyncio.get_running_loop()
+        scheduler = _SCHEDULERS.get(loop)
+        if scheduler is None:
+            scheduler = _SCHEDULERS[loop] = cls(loop)
+        return scheduler
+
+    @property
+    def in_flight(self) -> int:
+        """Calls running now."""
+        return len(self._running)
+
+    @property
+    def scheduled(self) -> int:
+        """Waits on the timer or queued for a call slot (cancelled ones until their turn comes)."""
+        return len(self._heap) + len(self._ready)
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """An awaitable done after ``seconds`` (after one loop iteration when ``seconds <= 0``)."""
+        if seconds <= 0:
+            return asyncio.sleep(0)
+        polling = Polling(None, _NO_ARGUMENTS, None, self._loop.create_future(), None)
+        self._schedule(polling, seconds)
+        return polling.future
+
+    def poll(
+        self,
+        call: Callable[..., Coroutine[Any, Any, Any]],
+        kwargs: dict[str, Any],
+        step: Callable[[Any], float | Finished[T]],
+        first_delay: float = 0.0,
+    ) -> asyncio.Future[T]:
+        """
+        Call ``await call(**kwargs)`` after ``first_delay`` seconds, then as ``step`` says.
+
+        ``step`` gets each call's outcome (its result, or the exception it raised) and returns the
+        delay in seconds before the next call, or ``Finished(result)`` to end the polling with
+        ``result`` as the result of the returned future. An exception raised by ``step`` ends it
+        with that exception. Cancelling the future ends the polling: a call running at that moment
+        finishes, and its outcome is dropped.
+        """
+        polling = Polling(call, kwargs, step, self._loop.create_future(), contextvars.copy_context())
+        self._schedule(polling, first_delay)
+        return polling.future
+
+    # -- timer -------------------------------------------------------------------------------------
+
+    def _schedule(self, polling: Polling, delay: float) -> None:
+        if delay <= 0 and polling.call is not None:
+            self._ready.append(polling)
+            self._dispatch()
+            return
+        polling.due = self._loop.time() + delay
+        heapq.heappush(self._heap, polling)
+        if polling.due < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(polling.due, self._wake)
+            self._timer_at = polling.due
+
+    def _wake(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        # As the loop's own timers: anything due within the clock's resolution is due now.
+        due = self._loop.time() + getattr(self._loop, "_clock_resolution", 0.0)
+        heap = self._heap
+        while heap and heap[0].due <= due:
+            polling = heapq.heappop(heap)
+            if polling.future.done():
+                continue  # cancelled while it slept
+            if polling.call is None:
+                polling.future.set_result(None)  # a plain sleep
+            else:
+                self._ready.append(polling)
+        self._dispatch()
+        if heap:
+            self._timer = self._loop.call_at(heap[0].due, self._wake)
+            self._timer_at = heap[0].due
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while self._ready and len(self._running) < self.max_in_flight:
+            polling = self._ready.popleft()
+            if polling.future.done() or polling.call is None or polling.context is None:
+                continue
+            task = polling.context.run(self._loop.create_task, polling.call(**polling.kwargs))
+            self._running.add(task)
+            task.add_done_callback(partial(self._finished, polling))
+
+    def _finished(self, polling: Polling, task: asyncio.Task[Any]) -> None:
+        self._running.discard(task)
+        try:
+            if polling.future.done():
+                if not task.cancelled():
+                    task.exception()  # retrieved: the wait was cancelled, its outcome is not needed
+                return
+            if task.cancelled():
+                polling.future.cancel()  # the loop is shutting down
+                return
+            outcome = task.exception() or task.result()
+            try:
+                decision = polling.context.run(polling.step, outcome)  # type: ignore[union-attr,arg-type]
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as error:
+                polling.future.set_exception(error)
+                return
+            if isinstance(decision, Finished):
+                polling.future.set_result(decision.result)
+            else:
+                self._schedule(polling, float(decision))
+        finally:
+            self._dispatch()
+
+
+_SCHEDULERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PollScheduler] = weakref.WeakKeyDictionary()
