@@ -31,10 +31,11 @@ import functools
 import json
 import random
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import botocore.session
 import jmespath
+import jmespath.visitor
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.providers.amazon.aws.utils.waiter_with_logging import RETRIABLE_ERROR_CODES
@@ -50,13 +51,13 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotocoreConnectionError,
 )
-from botocore.waiter import SingleWaiterConfig, WaiterModel
+from botocore.waiter import AcceptorConfig, SingleWaiterConfig, WaiterModel, is_valid_waiter_error
 
 from airflow_cleanrooms.aio.client_pool import ClientKey, SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 #: Exceptions raised (rather than returned as error responses) that a later poll may not see again.
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -82,7 +83,7 @@ class _WaitState:
 
     __slots__ = ("acceptors", "attempts", "last_seen", "streak", "trigger")
 
-    def __init__(self, trigger: CleanRoomsMLBaseWaiterTrigger, acceptors: tuple[Any, ...]) -> None:
+    def __init__(self, trigger: CleanRoomsMLBaseWaiterTrigger, acceptors: tuple[_Acceptor, ...]) -> None:
         self.trigger = trigger
         self.acceptors = acceptors
         self.attempts = 0  # answered polls
@@ -135,24 +136,69 @@ def load_waiter_config(
     return config
 
 
-_ACCEPTORS: dict[int, tuple[SingleWaiterConfig, tuple[Any, ...]]] = {}
-
-
-def _acceptors(waiter: SingleWaiterConfig) -> tuple[Any, ...]:
-    """The waiter's acceptors, built once (botocore rebuilds their matchers on every access)."""
-    cached = _ACCEPTORS.get(id(waiter))
-    if cached is None or cached[0] is not waiter:
-        cached = _ACCEPTORS[id(waiter)] = (waiter, tuple(waiter.acceptors))
-    return cached[1]
+# One JMESPath interpreter for every search on the loop. ``ParsedResult.search`` builds a new
+# ``TreeInterpreter`` per call, and each is an object cycle (its method cache holds bound methods of
+# itself) that only the garbage collector frees: with botocore's matchers, up to ten per poll of an
+# eight-acceptor waiter, and they were what set the pace of the young collections (BENCHMARKS.md).
+_INTERPRETER = jmespath.visitor.TreeInterpreter()
 
 
 @functools.lru_cache(maxsize=256)
 def _compiled(query: str) -> Any:
-    return jmespath.compile(query)
+    return jmespath.compile(query).parsed
 
 
 def _search(query: str, data: Any) -> Any:
-    return _compiled(query).search(data)
+    return _INTERPRETER.visit(_compiled(query), data)
+
+
+class _Acceptor(NamedTuple):
+    state: str
+    explanation: str
+    matches: Callable[[dict[str, Any]], Any]
+
+
+def _path_matcher(acceptor: AcceptorConfig) -> Callable[[dict[str, Any]], Any]:
+    """botocore's path, pathAll and pathAny ``acceptor.matcher_func``, on the shared interpreter."""
+    query, expected, kind = acceptor.argument, acceptor.expected, acceptor.matcher
+
+    def matches(response: dict[str, Any]) -> bool | None:
+        if is_valid_waiter_error(response):
+            return None
+        result = _search(query, response)
+        if kind == "path":
+            return bool(result == expected)
+        if not isinstance(result, list) or not result:
+            return False  # pathAll / pathAny need a non-empty list
+        if kind == "pathAll":
+            return all(element == expected for element in result)
+        return any(element == expected for element in result)
+
+    return matches
+
+
+_ACCEPTORS: dict[int, tuple[SingleWaiterConfig, tuple[_Acceptor, ...]]] = {}
+
+
+def _acceptors(waiter: SingleWaiterConfig) -> tuple[_Acceptor, ...]:
+    """
+    The waiter's acceptors, built once (botocore rebuilds their matchers on every access).
+
+    Status and error matchers are botocore's own; path matchers evaluate their JMESPath on the
+    shared interpreter, with botocore's semantics.
+    """
+    cached = _ACCEPTORS.get(id(waiter))
+    if cached is None or cached[0] is not waiter:
+        acceptors = tuple(
+            _Acceptor(
+                a.state,
+                a.explanation,
+                _path_matcher(a) if a.matcher in ("path", "pathAll", "pathAny") else a.matcher_func,
+            )
+            for a in waiter.acceptors
+        )
+        cached = _ACCEPTORS[id(waiter)] = (waiter, acceptors)
+    return cached[1]
 
 
 def is_transient_error_response(response: dict[str, Any]) -> bool:
@@ -388,7 +434,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         return self.poll_interval(_RNG)
 
     def _judge(
-        self, response: dict[str, Any] | str, acceptors: tuple[Any, ...], last_seen: _Observation
+        self, response: dict[str, Any] | str, acceptors: tuple[_Acceptor, ...], last_seen: _Observation
     ) -> tuple[TriggerEvent | None, str | None, _Observation, bool]:
         """
         Match one poll's outcome against the waiter's acceptors, as ``botocore.waiter.Waiter.wait``.
@@ -398,7 +444,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         """
         if isinstance(response, str):
             return None, response, last_seen, False
-        matched = next((a for a in acceptors if a.matcher_func(response)), None)
+        matched = next((a for a in acceptors if a.matches(response)), None)
         if matched is None and "Error" in response:
             error_info = response["Error"]
             description = f"{error_info.get('Code', 'Unknown')}: {error_info.get('Message', '')}"

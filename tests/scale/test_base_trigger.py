@@ -487,3 +487,49 @@ def test_lease_of_a_client_whose_construction_finished_before_its_callbacks_ran(
         await close_shared_clients()
 
     asyncio.run(main())
+
+
+# -- acceptors --------------------------------------------------------------------------------------
+
+_ACCEPTOR_RESPONSES = [
+    {"status": "ACTIVE"},
+    {"status": "CREATE_FAILED", "statusDetails": {"message": "m"}},
+    {"jobs": [{"s": "A"}, {"s": "A"}]},
+    {"jobs": [{"s": "A"}, {"s": "B"}]},
+    {"jobs": []},
+    {"jobs": "A"},
+    {},
+    {"Error": {"Code": "ResourceNotFoundException", "Message": "gone"}, "status": "ACTIVE"},
+    {"Error": {"Message": "no code"}, "status": "ACTIVE"},
+    {"ResponseMetadata": {"HTTPStatusCode": 404}},
+]
+
+
+@pytest.mark.parametrize(
+    "acceptor",
+    [
+        {"matcher": "path", "argument": "status", "expected": "ACTIVE", "state": "success"},
+        {"matcher": "path", "argument": "statusDetails.message", "expected": "m", "state": "failure"},
+        {"matcher": "pathAll", "argument": "jobs[].s", "expected": "A", "state": "success"},
+        {"matcher": "pathAny", "argument": "jobs[].s", "expected": "B", "state": "failure"},
+        {"matcher": "pathAny", "argument": "jobs", "expected": "A", "state": "retry"},
+        {"matcher": "error", "expected": "ResourceNotFoundException", "state": "failure"},
+        {"matcher": "error", "expected": True, "state": "failure"},
+        {"matcher": "error", "expected": False, "state": "success"},
+        {"matcher": "status", "expected": 404, "state": "failure"},
+    ],
+    ids=lambda a: f"{a['matcher']}-{a.get('argument', '')}-{a['expected']}",
+)
+def test_acceptors_match_exactly_as_botocores(acceptor):
+    from botocore.waiter import WaiterModel
+
+    from airflow_cleanrooms.triggers.base import _acceptors
+
+    config = {"operation": "Op", "delay": 1, "maxAttempts": 2, "acceptors": [acceptor]}
+    model = WaiterModel({"version": 2, "waiters": {"w": config}})
+    waiter = model.get_waiter("w")
+    [ours] = _acceptors(waiter)
+    [theirs] = waiter.acceptors
+    assert (ours.state, ours.explanation) == (theirs.state, theirs.explanation)
+    for response in _ACCEPTOR_RESPONSES:
+        assert bool(ours.matches(response)) == bool(theirs.matcher_func(response)), response
