@@ -29,6 +29,8 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from airflow_cleanrooms.aio.client_pool import THREAD_WORKERS
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
 
@@ -78,8 +80,9 @@ class PollScheduler:
     :param loop: The event loop the polls belong to.
     """
 
-    #: Calls running at once (the thread transport's pool has 4 threads: 4 running, 4 ready next).
-    max_in_flight: int = 8
+    #: Calls running at once: the thread transport's workers busy, as many ready to go next. A call
+    #: that hangs holds its slot until botocore's read timeout ends it, as it held a worker before.
+    max_in_flight: int = 2 * THREAD_WORKERS
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
