@@ -13,11 +13,15 @@ event loop. Measured on this project's machine with ``AwsGenericHook.get_async_c
 client per connection identity from the running loop's
 :class:`~airflow_cleanrooms.aio.client_pool.SharedClientPool` (built off the loop, shared,
 reference-counted, closed when idle; by default a boto3 client whose calls run on a small thread
-pool), then polls with jitter. ``scripts/bench`` measures both paths side by side; at 1,000 waits
-(BENCHMARKS.md) the largest stall was 39 ms with the garbage collector frozen after start-up (217 ms
-without: one full collection) against the provider path's 4.9-9.1 s, with 12 KiB per wait against
-353-398 KiB, and a job's event at most 5 s (the poll interval) after it turned ``ACTIVE`` against
-54-101 s.
+pool), and its polls run on the loop's :class:`~airflow_cleanrooms.aio.poll_scheduler.PollScheduler`
+(one timer for every wait, a bounded number of calls at once, jittered intervals). Between polls a
+wait keeps one small record and what its events need (status, status details, a description),
+never a response: with a thousand waits, whatever a wait keeps across its interval is promoted into
+the garbage collector's old generation, and enough of that triggers a full collection, a pause over
+the whole process (120-150 ms on the project machine). ``scripts/bench`` measures both paths side
+by side; at 1,000 waits (BENCHMARKS.md) the largest stall was 15-28 ms with no full collection
+against the provider path's 3.1-4.0 s and 17 full collections, 3.7 KiB per wait against 389-426
+KiB, and a job's event at most 5 s (the poll interval) after it turned ``ACTIVE`` against 39 s.
 
 Waiter semantics are botocore's: the waiter model (the hook's custom waiter JSON, or the service's
 official waiters) is loaded into a ``botocore.waiter.SingleWaiterConfig`` and each response is

@@ -30,11 +30,16 @@ def test_benchmark_smoke_run_completes_every_wait_without_sharing_clients_across
         assert result["completed"] == result["n"] == 20
         assert result["errors"] == 0 and result["missing"] == 0
         assert result["api_calls_per_job"] >= 1
+        # The collector figures are measured: the heap's own full-collection cost, and the waits'
+        # promotions (none when no young collection reached the middle generation at this N).
+        assert result["heap_objects_at_start"] > 10_000 and result["full_collection_ms_at_start"] > 0
+        assert result["promoted_to_old_generation_per_wait"] >= 0 and result["full_collections"] >= 0
     # One client per connection for ours, and never one shared by the two connections.
     assert ours["clients_per_connection"] == {"bench_a": 1, "bench_b": 1}
     assert ours["client_shared_across_connections"] is False
     assert ours["pool_clients_built"] == 2
     # The table was printed, with both sides and the parse-cost ratios.
     assert "ours/anchor" in proc.stdout and "DAG parse cost" in proc.stdout
+    assert "objects promoted to old gen. per wait" in proc.stdout
     parse = report["parse"]
     assert parse["ratio_ours"] > 0 and parse["ratio_anchor"] > 0
