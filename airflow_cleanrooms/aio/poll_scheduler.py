@@ -180,7 +180,11 @@ class PollScheduler:
             polling = self._ready.popleft()
             if polling.future.done() or polling.call is None or polling.context is None:
                 continue
-            task = polling.context.run(self._loop.create_task, polling.call(**polling.kwargs))
+            try:
+                task = polling.context.run(self._loop.create_task, polling.call(**polling.kwargs))
+            except Exception as error:  # not a coroutine function, or it failed before its first await
+                polling.future.set_exception(error)
+                continue
             self._running.add(task)
             task.add_done_callback(partial(self._finished, polling))
 

@@ -77,6 +77,25 @@ def test_an_exception_in_step_ends_the_poll_with_it():
         asyncio.run(main())
 
 
+def test_a_call_that_cannot_start_ends_its_poll_and_not_the_others():
+    def not_a_coroutine_function(**kwargs: Any) -> int:
+        return 1
+
+    async def call() -> int:
+        return 2
+
+    async def main() -> tuple[Any, Any]:
+        scheduler = PollScheduler.for_running_loop()
+        broken = scheduler.poll(not_a_coroutine_function, {}, Finished, first_delay=0.01)
+        fine = scheduler.poll(call, {}, Finished, first_delay=0.01)
+        results = await asyncio.gather(broken, fine, return_exceptions=True)
+        return results[0], results[1]
+
+    broken, fine = asyncio.run(main())
+    assert isinstance(broken, TypeError)
+    assert fine == 2
+
+
 def test_no_more_than_max_in_flight_calls_run_at_once():
     running = 0
     peak = 0
