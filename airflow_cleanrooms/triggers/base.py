@@ -99,8 +99,21 @@ class _WaitState:
         return self.trigger._step(self, outcome)
 
 
-_WAITER_CONFIGS: dict[tuple[str, str, str, str], SingleWaiterConfig] = {}
+_WaiterKey = tuple[str, str, str, str]
+_WAITER_CONFIGS: dict[_WaiterKey, SingleWaiterConfig] = {}
 _WAITER_CONFIGS_LOCK = threading.Lock()
+
+
+def waiter_config_key(
+    hook: AwsGenericHook, waiter_name: str, config_overrides: dict[str, Any] | None = None
+) -> _WaiterKey:
+    """What :func:`load_waiter_config` caches a waiter config under."""
+    return (
+        f"{type(hook).__module__}.{type(hook).__qualname__}",
+        hook.client_type or "",
+        waiter_name,
+        json.dumps(config_overrides, sort_keys=True, default=repr),
+    )
 
 
 def load_waiter_config(
@@ -114,12 +127,7 @@ def load_waiter_config(
     entry as ``get_waiter(config_overrides=...)`` does.
     """
     service = hook.client_type or ""
-    cache_key = (
-        f"{type(hook).__module__}.{type(hook).__qualname__}",
-        service,
-        waiter_name,
-        json.dumps(config_overrides, sort_keys=True, default=repr),
-    )
+    cache_key = waiter_config_key(hook, waiter_name, config_overrides)
     cached = _WAITER_CONFIGS.get(cache_key)
     if cached is not None:
         return cached
@@ -362,7 +370,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         hook = self.hook()
         entry = await pool.acquire(hook, self.client_transport)
         try:
-            cache_key = self._waiter_cache_key(hook)
+            cache_key = waiter_config_key(hook, self.waiter_name, self.waiter_config_overrides)
             waiter = _WAITER_CONFIGS.get(cache_key) or await pool.run_blocking(
                 ("waiter", *cache_key),
                 load_waiter_config,
@@ -374,14 +382,6 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
             pool.release(entry)
             raise
         return entry, waiter
-
-    def _waiter_cache_key(self, hook: AwsGenericHook) -> tuple[str, str, str, str]:
-        return (
-            f"{type(hook).__module__}.{type(hook).__qualname__}",
-            hook.client_type or "",
-            self.waiter_name,
-            json.dumps(self.waiter_config_overrides, sort_keys=True, default=repr),
-        )
 
     async def _wait(self, client: Any, waiter: SingleWaiterConfig) -> TriggerEvent:
         """Poll on the loop's :class:`~airflow_cleanrooms.aio.poll_scheduler.PollScheduler` until an event."""
@@ -456,7 +456,8 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
                 return None, description, last_seen, False
             event = self._error_event(f"{self.failure_message}: {description}", last_seen)
             return event, None, last_seen, False
-        seen = self._observe(response) if "Error" not in response else last_seen
+        observed = self._observe(response)  # nothing for an error response an acceptor matched
+        seen = observed if "Error" not in response else last_seen
         still_waiting = matched is None or matched.state == "retry"
         if still_waiting and last_seen[0] is not None and seen[0] != last_seen[0]:
             # Status changes only (the final status is in the event the triggerer logs): a log write
@@ -466,7 +467,6 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         if state == "success":
             return self._success_event(), None, seen, True
         if state == "failure":
-            failed = self._observe(response)
-            reason = failed[2] or matched.explanation  # type: ignore[union-attr]
-            return self._error_event(f"{self.failure_message}: {reason}", failed), None, seen, True
+            reason = observed[2] or matched.explanation  # type: ignore[union-attr]
+            return self._error_event(f"{self.failure_message}: {reason}", observed), None, seen, True
         return None, None, seen, True
