@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from airflow_cleanrooms.emulator.process import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERSHIP = "0b1f6c2a-3d4e-4f50-8a6b-7c8d9e0f1a2b"
@@ -20,7 +18,6 @@ CONNECTIONS = {
     "bench_a": ("AKIABENCHAAAAAAAAAAA", "bench-secret-a"),
     "bench_b": ("AKIABENCHBBBBBBBBBBB", "bench-secret-b"),
 }
-_LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 def connection_uri_env(url: str) -> dict[str, str]:
@@ -61,70 +58,11 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-class EmulatorProcess:
-    """``python -m airflow_cleanrooms.emulator`` in a subprocess, so its CPU is off the measured loop."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = args
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def __enter__(self) -> EmulatorProcess:
-        cmd = [
-            sys.executable,
-            "-m",
-            "airflow_cleanrooms.emulator",
-            "--port",
-            "0",
-            "--state",
-            ":memory:",
-            "--log-level",
-            "WARNING",
-            *self.args,
-        ]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env(), cwd=ROOT
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            match = _LISTENING.search(line)
-            if match:
-                self.url = match.group(1)
-                break
-        if not self.url:
-            self.__exit__()
-            raise RuntimeError("the emulator did not start:\n" + "".join(lines))
-        # Keep draining its output so it never blocks on a full pipe.
-        import threading
-
-        threading.Thread(target=self._drain, daemon=True).start()
-        return self
-
-    def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for _ in self.proc.stdout:
-            pass
-
-    @property
-    def control(self) -> Any:
-        from airflow_cleanrooms.emulator.control import EmulatorControl
-
-        return EmulatorControl(self.url, timeout=120)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def emulator_process(*args: str) -> EmulatorProcess:
+    """The emulator in its own process (its CPU off the measured loop), quiet; use it as ``with``."""
+    return EmulatorProcess(
+        state=":memory:", args=["--log-level", "WARNING", *args], env=child_env(), control_timeout=120
+    )
 
 
 def boto3_client(url: str) -> Any:

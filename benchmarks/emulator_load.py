@@ -31,7 +31,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,50 +41,25 @@ from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
+from airflow_cleanrooms.emulator.process import EmulatorProcess
+
 ACCOUNT = "123456789012"
 AUTH = (
     "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/cleanrooms-ml/aws4_request, "
     "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64
 )
 HEADERS = {"Authorization": AUTH, "X-Amz-Date": "20260101T000000Z", "Content-Type": "application/json"}
-_LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 # Server variants: "<stack>" or "<stack>-<event loop>" (the aiohttp stack's loop; default asyncio).
 VARIANTS = ("aiohttp", "aiohttp-asyncio", "aiohttp-uvloop", "threading")
 
 
-def start_emulator(
-    variant: str, state: str, pending: float, running: float
-) -> tuple[subprocess.Popen[str], str]:
+def start_emulator(variant: str, state: str, pending: float, running: float) -> EmulatorProcess:
     stack, _, loop = variant.partition("-")
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_cleanrooms.emulator",
-        "--port",
-        "0",
-        "--state",
-        state,
-        "--stack",
-        stack,
-        "--loop",
-        loop or "asyncio",
-        "--pending-seconds",
-        str(pending),
-        "--running-seconds",
-        str(running),
-        "--log-level",
-        "WARNING",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert process.stdout is not None
-    for line in process.stdout:
-        found = _LISTENING.search(line)
-        if found:
-            return process, found.group(1)
-    raise RuntimeError("the emulator did not start")
+    args = ["--stack", stack, "--loop", loop or "asyncio", "--pending-seconds", str(pending)]
+    args += ["--running-seconds", str(running), "--log-level", "WARNING"]
+    return EmulatorProcess(state=state, args=args).start()
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -292,16 +266,21 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="emulator-load-") as tmp:
             state = str(Path(tmp) / "state.db") if args.state == "file" else ":memory:"
             # Jobs finish inside the polling window: every poller must see ACTIVE.
-            process, url = start_emulator(
-                stack, state, pending=args.seconds * 0.2, running=args.seconds * 0.3
-            )
+            emulator = start_emulator(stack, state, pending=args.seconds * 0.2, running=args.seconds * 0.3)
+            assert emulator.process is not None
             try:
                 result = asyncio.run(
-                    run_load(url, process.pid, args.n, args.seconds, args.interval, args.saturate_seconds)
+                    run_load(
+                        emulator.url,
+                        emulator.process.pid,
+                        args.n,
+                        args.seconds,
+                        args.interval,
+                        args.saturate_seconds,
+                    )
                 )
             finally:
-                process.terminate()
-                process.wait(30)
+                emulator.stop(timeout=30)
         result.update(stack=stack, state=args.state, cpus=os.cpu_count())
         if args.json:
             print(json.dumps(result))

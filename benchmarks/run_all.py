@@ -34,6 +34,7 @@ from common import (
     child_env,
     connection_uri_env,
     create_jobs,
+    emulator_process,
 )
 from parse_cost import measure as measure_parse_cost
 
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": machine(), "args": vars(args)}
     if not args.skip_waits:
         report["waits"] = {}
-        with EmulatorProcess() as emu:
+        with emulator_process() as emu:
             for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
                 print(f"running {variant} with N={args.n} ...", file=sys.stderr, flush=True)
                 report["waits"][variant] = run_waits(emu, variant, args)

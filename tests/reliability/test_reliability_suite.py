@@ -32,7 +32,8 @@ from bad_input_corpus import CORPUS
 from botocore.config import Config
 from reliability_dags import BAD_INPUTS, DAG_IDS
 
-from airflow_cleanrooms.emulator.pytest_plugin import CONN_ID, EmulatorProcess, connection_json
+from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess
+from airflow_cleanrooms.emulator.pytest_plugin import connection_json
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
 
 if TYPE_CHECKING:
