@@ -4,184 +4,73 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
+from botocore import xform_name
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.retries.standard import ExponentialBackoff, RetryContext
+
+from airflow_cleanrooms.exceptions import (
+    CleanRoomsMLJobFailedError,
+    CleanRoomsMLRequestError,
+    CleanRoomsMLWaitTimeoutError,
+)
+from airflow_cleanrooms.service_model import SERVICE_NAME, ValidationIssue
+from airflow_cleanrooms.wait_semantics import (
+    WAITERS_FILE,
+    ResourceKind,
+    ResourceState,
+    error_code,
+    format_duration,
+    is_throttling,
+    is_transient,
+    load_waiter_config,
+    match_acceptors,
+    waiter_acceptors,
 )
 
-from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
-from airflow_cleanrooms.service_model import SERVICE_NAME, camel_to_snake, enum_values
-
-WAITERS_FILE = Path(__file__).resolve().parents[1] / "waiters" / f"{SERVICE_NAME}.json"
-
-SUCCESS_STATUS = "ACTIVE"
-
-# Error codes that say "try again" rather than "this request is wrong" (botocore's own retry handler
-# retries these first; a wait loop tolerates a bounded streak of them on top).
-TRANSIENT_ERROR_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "InternalServerException",
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "BadGateway",
-        "GatewayTimeout",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-TRANSIENT_EXCEPTIONS = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
+_ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
 
 
-def is_transient_error(error: BaseException) -> bool:
-    """Whether an API error is worth retrying (throttling, 5xx, dropped or slow connections)."""
-    if isinstance(error, TRANSIENT_EXCEPTIONS):
-        return True
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return code in TRANSIENT_ERROR_CODES or status >= 500 or status == 429
-    return False
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
-class ResourceKind:
-    """
-    One kind of Clean Rooms ML resource that has a lifecycle the provider waits on.
+class JobRef:
+    """A started job: its ARN and, for trained models, its version. Stored as ``{"arn", "version"}``."""
 
-    Status sets come from the model's status enum: ``ACTIVE`` is success, the ``CREATE_*`` statuses
-    that are not failures are "still going", and every other status (failed, cancelled, deleted,
-    inactive, and any status a newer model adds) is final and a failure.
-    """
+    arn: str
+    version: str | None = None
 
-    label: str
-    status_shape: str
-    get_operation: str
-    arn_member: str
-    waiter_name: str
-    cancel_operation: str | None = None
-    extra_get_members: tuple[str, ...] = field(default=())
+    def to_dict(self) -> dict[str, Any]:
+        return {"arn": self.arn, "version": self.version}
 
-    @property
-    def arn_member_snake(self) -> str:
-        """``trainedModelInferenceJobArn`` -> ``trained_model_inference_job_arn`` (event and XCom key)."""
-        return camel_to_snake(self.arn_member)
-
-    @functools.cached_property
-    def statuses(self) -> tuple[str, ...]:
-        return tuple(enum_values(self.status_shape))
-
-    @functools.cached_property
-    def pending_statuses(self) -> frozenset[str]:
-        return frozenset(s for s in self.statuses if s.startswith("CREATE_") and not s.endswith("_FAILED"))
-
-    @functools.cached_property
-    def success_statuses(self) -> frozenset[str]:
-        return frozenset({SUCCESS_STATUS}) & frozenset(self.statuses)
-
-    @functools.cached_property
-    def failure_statuses(self) -> frozenset[str]:
-        return frozenset(self.statuses) - self.pending_statuses - self.success_statuses
-
-    def is_pending(self, status: str | None) -> bool:
-        return status in self.pending_statuses
-
-    def is_success(self, status: str | None) -> bool:
-        return status in self.success_statuses
-
-    def is_failure(self, status: str | None) -> bool:
-        """Final and not a success: every known failure status, and any status the model doesn't list."""
-        return status is not None and not self.is_pending(status) and not self.is_success(status)
-
-    def request(self, membership_identifier: str, arn: str, **extra: Any) -> dict[str, Any]:
-        """The Get/Cancel request for one resource (``extra`` holds e.g. ``versionIdentifier``)."""
-        request = {"membershipIdentifier": membership_identifier, self.arn_member: arn}
-        request.update({k: v for k, v in extra.items() if v is not None})
-        return request
-
-
-TRAINED_MODEL_INFERENCE_JOB = ResourceKind(
-    label="trained model inference job",
-    status_shape="TrainedModelInferenceJobStatus",
-    get_operation="GetTrainedModelInferenceJob",
-    cancel_operation="CancelTrainedModelInferenceJob",
-    arn_member="trainedModelInferenceJobArn",
-    waiter_name="trained_model_inference_job_complete",
-)
-TRAINED_MODEL = ResourceKind(
-    label="trained model",
-    status_shape="TrainedModelStatus",
-    get_operation="GetTrainedModel",
-    cancel_operation="CancelTrainedModel",
-    arn_member="trainedModelArn",
-    waiter_name="trained_model_active",
-    extra_get_members=("versionIdentifier",),
-)
-ML_INPUT_CHANNEL = ResourceKind(
-    label="ML input channel",
-    status_shape="MLInputChannelStatus",
-    get_operation="GetMLInputChannel",
-    arn_member="mlInputChannelArn",
-    waiter_name="ml_input_channel_active",
-)
-RESOURCE_KINDS = (TRAINED_MODEL_INFERENCE_JOB, TRAINED_MODEL, ML_INPUT_CHANNEL)
+    @classmethod
+    def from_stored(cls, value: Any) -> JobRef:
+        """Stored refs are ``{"arn": ..., "version": ...}``; a bare ARN string is accepted too."""
+        if isinstance(value, Mapping):
+            return cls(str(value["arn"]), value.get("version"))
+        return cls(str(value))
 
 
 @dataclass(frozen=True)
-class ResourceState:
-    """The status of one resource as last read, with its ``statusDetails`` and the whole response."""
+class FoundJob:
+    """A job seen in a membership's listing: its ref, status, name and creation time."""
 
+    ref: JobRef
     status: str | None
-    status_details: dict[str, Any] | None
-    response: dict[str, Any]
-
-    @property
-    def create_time(self) -> datetime | None:
-        value = self.response.get("createTime")
-        return value if isinstance(value, datetime) else None
-
-    def age_seconds(self, now: datetime | None = None) -> float | None:
-        """Seconds since the resource was created (``None`` if the response has no ``createTime``)."""
-        created = self.create_time
-        if created is None:
-            return None
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
-        return max(0.0, ((now or datetime.now(timezone.utc)) - created).total_seconds())
-
-
-def format_duration(seconds: float | None) -> str:
-    """``75.2`` -> ``"1m15s"``."""
-    if seconds is None:
-        return "?"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{seconds:.1f}s" if seconds < 10 else f"{secs}s"
-
-
-def _snake_method(operation_name: str) -> str:
-    from botocore import xform_name
-
-    return xform_name(operation_name)
+    name: str | None = None
+    create_time: datetime | None = None
+    summary: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class CleanRoomsMLHook(AwsBaseHook):
@@ -190,7 +79,8 @@ class CleanRoomsMLHook(AwsBaseHook):
 
     A thin wrapper around :external+boto3:py:class:`boto3.client("cleanroomsml") <CleanRoomsML.Client>`
     with the provider's custom waiters (botocore ships none for this service) and the helpers the
-    operators, sensors and triggers share.
+    operators, sensors and triggers share: start a job at most once, find a task's job again, read,
+    cancel and wait.
 
     Additional arguments (such as ``aws_conn_id``) may be specified and are passed down to the
     underlying :class:`~airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook`.
@@ -205,25 +95,180 @@ class CleanRoomsMLHook(AwsBaseHook):
         """The package's own waiter definitions (``airflow_cleanrooms/waiters/cleanroomsml.json``)."""
         return WAITERS_FILE if WAITERS_FILE.exists() else None
 
+    @functools.cached_property
+    def single_attempt_conn(self) -> Any:
+        """A client whose calls make exactly one attempt (botocore retries nothing): for start calls."""
+        config = self.config.merge(Config(retries={"total_max_attempts": 1}))
+        return self.get_client_type(region_name=self.region_name, config=config)
+
     # ---- starting things -------------------------------------------------------------------
 
-    def start_trained_model_inference_job(self, request: dict[str, Any]) -> str:
-        """Call ``StartTrainedModelInferenceJob`` with a (validated) request; return the job ARN."""
-        response = self.conn.start_trained_model_inference_job(**request)
-        return response["trainedModelInferenceJobArn"]
+    def start(self, kind: ResourceKind, request: dict[str, Any], *, client: Any = None) -> JobRef:
+        """Call the kind's start operation (``StartTrainedModelInferenceJob``, ...) with a valid request."""
+        assert kind.start_operation is not None, f"a {kind.label} is not started by this provider"
+        response = getattr(client or self.conn, xform_name(kind.start_operation))(**request)
+        version = response.get(kind.version_member) if kind.version_member else None
+        return JobRef(response[kind.arn_member], version)
 
-    def create_trained_model(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Call ``CreateTrainedModel``; return ``{"trainedModelArn": ..., "versionIdentifier": ...}``."""
-        response = self.conn.create_trained_model(**request)
-        return {
-            "trainedModelArn": response["trainedModelArn"],
-            "versionIdentifier": response.get("versionIdentifier"),
-        }
+    def start_at_most_once(
+        self,
+        kind: ResourceKind,
+        request: dict[str, Any],
+        *,
+        find_started: Callable[[], FoundJob | None],
+        attempts: int = 8,
+    ) -> tuple[JobRef, FoundJob | None]:
+        """
+        Make the start call, retrying only where that cannot start a second job.
 
-    def create_ml_input_channel(self, request: dict[str, Any]) -> str:
-        """Call ``CreateMLInputChannel``; return the channel ARN."""
-        response = self.conn.create_ml_input_channel(**request)
-        return response["mlInputChannelArn"]
+        botocore's own retries are not safe for a start call: the API takes no idempotency token,
+        so when an attempt was processed but its answer was lost (read timeout, dropped
+        connection, a 5xx after the fact), botocore's next attempt starts a second job. Here each
+        attempt is a single call; a throttled attempt (refused, nothing created) is retried after
+        botocore's backoff; after any other transient failure (or a conflict a lost first attempt
+        may explain) ``find_started`` looks for the job first, and it is started again only if it
+        is not there.
+
+        :return: ``(job, found)``: ``found`` is set when the job turned out to exist already.
+        """
+        last: BaseException | None = None
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                time.sleep(float(ExponentialBackoff().delay_amount(RetryContext(attempt_number=attempt - 1))))
+            try:
+                return self.start(kind, request, client=self.single_attempt_conn), None
+            except (ClientError, BotoCoreError) as error:
+                last = error
+                if is_throttling(error):
+                    self.log.warning("Start call throttled (attempt %s): %s", attempt, error)
+                    continue
+                if not (is_transient(error) or error_code(error) == "ConflictException"):
+                    raise
+                try:
+                    found = find_started()
+                except (ClientError, BotoCoreError) as lookup_error:
+                    self.log.warning(
+                        "Could not look for the job after the failed start call: %s", lookup_error
+                    )
+                    found = None
+                if found is not None:
+                    self.log.warning(
+                        "The start call failed (%s), but it had started %s %s; continuing with it",
+                        error,
+                        kind.label,
+                        found.ref.arn,
+                    )
+                    return found.ref, found
+                self.log.warning("Start call failed (attempt %s) and started nothing: %s", attempt, error)
+        assert last is not None
+        raise last
+
+    # ---- finding a task's job again --------------------------------------------------------
+
+    def list_jobs(
+        self, kind: ResourceKind, membership_identifier: str, *, max_pages: int
+    ) -> Iterator[FoundJob]:
+        """The membership's jobs of ``kind`` as the service lists them, at most ``max_pages`` pages."""
+        assert kind.list_operation is not None
+        method = getattr(self.conn, xform_name(kind.list_operation))
+        token: str | None = None
+        for _ in range(max_pages):
+            request: dict[str, Any] = {
+                "membershipIdentifier": membership_identifier,
+                "maxResults": kind.list_page_size,
+            }
+            if token:
+                request["nextToken"] = token
+            response = method(**request)
+            for summary in response.get(kind.list_result_key, []):
+                yield FoundJob(
+                    ref=JobRef(
+                        summary[kind.arn_member],
+                        summary.get(kind.version_member) if kind.version_member else None,
+                    ),
+                    status=summary.get("status"),
+                    name=summary.get("name"),
+                    create_time=_utc(summary.get("createTime")),
+                    summary=summary,
+                )
+            token = response.get("nextToken")
+            if not token:
+                return
+        self.log.warning("Stopped looking through %s after %s pages", kind.list_operation, max_pages)
+
+    def tags(self, arn: str) -> dict[str, str]:
+        """A resource's tags (``{}`` if it is gone)."""
+        try:
+            return dict(self.conn.list_tags_for_resource(resourceArn=arn).get("tags") or {})
+        except ClientError as error:
+            if error_code(error) == "ResourceNotFoundException":
+                return {}
+            raise
+
+    def find_tagged_job(
+        self,
+        kind: ResourceKind,
+        request: Mapping[str, Any],
+        tag: tuple[str, str],
+        *,
+        search_other_names: bool,
+        claim: bool = True,
+        not_before: datetime | None = None,
+        max_pages: int = 10,
+        max_tag_lookups: int = 25,
+    ) -> FoundJob | None:
+        """
+        Find the job ``request`` started that carries ``tag``; fail on a name held by someone else's job.
+
+        A running job with the request's name is the caller's own if it carries ``tag``, and a
+        name collision otherwise (:class:`~airflow_cleanrooms.exceptions.CleanRoomsMLRequestError`
+        naming ``name``, before anything is started). With ``search_other_names`` (a retry: the name
+        may have rendered differently), a pending or ``ACTIVE`` job with another name but the same
+        ``kind.match_members`` and ``tag`` is the caller's own too, if created after ``not_before``.
+        Failed jobs are never returned. With ``claim=False`` no job is the caller's own (every running
+        job with the request's name is a collision). A caller not allowed to list or read tags gets
+        ``None`` and a warning. Prefers a running job, then the newest.
+        """
+        key, value = tag
+        name = request.get("name")
+        lookups = 0
+        own: list[FoundJob] = []
+        try:
+            for job in self.list_jobs(kind, str(request["membershipIdentifier"]), max_pages=max_pages):
+                same_name = job.name == name
+                if same_name and kind.is_pending(job.status):
+                    tags = self.tags(job.ref.arn)
+                    lookups += 1
+                    if claim and tags.get(key) == value:
+                        own.append(job)
+                        continue
+                    _name_collision(kind, request, job, other_caller_tagged=key in tags)
+                if not (claim and search_other_names) or lookups >= max_tag_lookups:
+                    continue
+                if not (kind.is_pending(job.status) or kind.is_success(job.status)):
+                    continue
+                if not same_name and not _same_shape(kind, job, request):
+                    continue
+                if not same_name and not_before and job.create_time and job.create_time < not_before:
+                    continue
+                lookups += 1
+                if self.tags(job.ref.arn).get(key) == value:
+                    own.append(job)
+        except ClientError as error:
+            if error_code(error) not in _ACCESS_DENIED_CODES:
+                raise
+            self.log.warning(
+                "Cannot look for an earlier job of this task instance (%s): %s. Grant %s and "
+                "ListTagsForResource so a retry after a crash finds its job instead of starting another.",
+                error_code(error),
+                error,
+                kind.list_operation,
+            )
+            return None
+        if not own:
+            return None
+        oldest = datetime.min.replace(tzinfo=timezone.utc)
+        return max(own, key=lambda j: (kind.is_pending(j.status), j.create_time or oldest))
 
     # ---- reading state ---------------------------------------------------------------------
 
@@ -231,30 +276,14 @@ class CleanRoomsMLHook(AwsBaseHook):
         self, kind: ResourceKind, membership_identifier: str, arn: str, **extra: Any
     ) -> dict[str, Any]:
         """Call the resource's Get operation and return the response."""
-        method = getattr(self.conn, _snake_method(kind.get_operation))
+        method = getattr(self.conn, xform_name(kind.get_operation))
         return method(**kind.request(membership_identifier, arn, **extra))
 
     def get_state(
         self, kind: ResourceKind, membership_identifier: str, arn: str, **extra: Any
     ) -> ResourceState:
         """Read a resource's status and ``statusDetails``."""
-        response = self.describe(kind, membership_identifier, arn, **extra)
-        return ResourceState(
-            status=response.get("status"), status_details=response.get("statusDetails"), response=response
-        )
-
-    def get_trained_model_inference_job(self, membership_identifier: str, job_arn: str) -> ResourceState:
-        return self.get_state(TRAINED_MODEL_INFERENCE_JOB, membership_identifier, job_arn)
-
-    def get_trained_model(
-        self, membership_identifier: str, trained_model_arn: str, version_identifier: str | None = None
-    ) -> ResourceState:
-        return self.get_state(
-            TRAINED_MODEL, membership_identifier, trained_model_arn, versionIdentifier=version_identifier
-        )
-
-    def get_ml_input_channel(self, membership_identifier: str, channel_arn: str) -> ResourceState:
-        return self.get_state(ML_INPUT_CHANNEL, membership_identifier, channel_arn)
+        return ResourceState.from_response(self.describe(kind, membership_identifier, arn, **extra))
 
     # ---- cancelling ------------------------------------------------------------------------
 
@@ -262,18 +291,8 @@ class CleanRoomsMLHook(AwsBaseHook):
         """Call the resource's Cancel operation (e.g. ``CancelTrainedModelInferenceJob``)."""
         if kind.cancel_operation is None:
             raise ValueError(f"A {kind.label} cannot be cancelled")
-        method = getattr(self.conn, _snake_method(kind.cancel_operation))
+        method = getattr(self.conn, xform_name(kind.cancel_operation))
         method(**kind.request(membership_identifier, arn, **extra))
-
-    def cancel_trained_model_inference_job(self, membership_identifier: str, job_arn: str) -> None:
-        self.cancel(TRAINED_MODEL_INFERENCE_JOB, membership_identifier, job_arn)
-
-    def cancel_trained_model(
-        self, membership_identifier: str, trained_model_arn: str, version_identifier: str | None = None
-    ) -> None:
-        self.cancel(
-            TRAINED_MODEL, membership_identifier, trained_model_arn, versionIdentifier=version_identifier
-        )
 
     # ---- waiting ---------------------------------------------------------------------------
 
@@ -289,16 +308,19 @@ class CleanRoomsMLHook(AwsBaseHook):
         **extra: Any,
     ) -> ResourceState:
         """
-        Poll a resource until it is ``ACTIVE``; log each status change with the time spent.
+        Poll a resource until its waiter accepts it; log each status change with the time spent.
 
-        Transient API errors (throttling, 5xx, dropped connections) are retried by botocore first;
-        on top of that a streak of up to ``max_error_streak`` failed reads is tolerated without using
-        up attempts. Any other error is raised as is.
+        Each response is matched against the same waiter acceptors the triggers use
+        (:mod:`airflow_cleanrooms.wait_semantics`). Transient API errors (throttling, 5xx, dropped
+        connections) are retried by botocore first; on top of that a streak of up to
+        ``max_error_streak`` failed reads is tolerated without using up attempts. Any other error
+        is raised as is.
 
         :return: the final state (status ``ACTIVE``).
         :raises CleanRoomsMLJobFailedError: the resource reached a failure status.
         :raises CleanRoomsMLWaitTimeoutError: ``waiter_max_attempts`` reads without a final status.
         """
+        acceptors = waiter_acceptors(load_waiter_config(self, kind.waiter_name))
         started = time.monotonic()
         last_status: str | None = None
         attempts = 0
@@ -307,7 +329,7 @@ class CleanRoomsMLHook(AwsBaseHook):
             try:
                 state = self.get_state(kind, membership_identifier, arn, **extra)
             except Exception as error:
-                if not is_transient_error(error) or error_streak >= max_error_streak:
+                if not is_transient(error) or error_streak >= max_error_streak:
                     raise
                 error_streak += 1
                 self.log.warning(
@@ -333,9 +355,10 @@ class CleanRoomsMLHook(AwsBaseHook):
                     format_duration(state.age_seconds()),
                 )
                 last_status = state.status
-            if kind.is_success(state.status):
+            accepted = match_acceptors(acceptors, state.response)
+            if accepted is not None and accepted.state == "success":
                 return state
-            if kind.is_failure(state.status):
+            if accepted is not None and accepted.state == "failure":
                 raise CleanRoomsMLJobFailedError(kind.label, arn, state.status, state.status_details)
             if attempts >= waiter_max_attempts:
                 raise CleanRoomsMLWaitTimeoutError(
@@ -343,3 +366,25 @@ class CleanRoomsMLHook(AwsBaseHook):
                     f"({format_duration(time.monotonic() - started)}); waiter_max_attempts reached"
                 )
             time.sleep(waiter_delay)
+
+
+def _same_shape(kind: ResourceKind, job: FoundJob, request: Mapping[str, Any]) -> bool:
+    """Whether a listed job shares the request's ``kind.match_members`` (where both have them)."""
+    summary = job.summary
+    return all(
+        not (member in request and member in summary) or summary[member] == request[member]
+        for member in kind.match_members
+    )
+
+
+def _name_collision(
+    kind: ResourceKind, request: Mapping[str, Any], job: FoundJob, *, other_caller_tagged: bool
+) -> None:
+    owner = "another task instance" if other_caller_tagged else "a caller outside this task instance"
+    issue = ValidationIssue(
+        "name",
+        f"{request.get('name')!r} is the name of {kind.label} {job.ref.arn}, which is {job.status} and "
+        f"was started by {owner}; use a name unique to this task run "
+        "(e.g. include {{ run_id }} or {{ ti.map_index }})",
+    )
+    raise CleanRoomsMLRequestError(str(kind.start_operation), [issue])

@@ -7,21 +7,22 @@ is a template field. A member that a newer botocore adds is accepted by name too
 change. After rendering, the request is validated against the model before any API call
 (:mod:`airflow_cleanrooms.operators.request`).
 
-Shape of ``execute`` (the seam durable execution builds on)::
+One start path, ``execute``::
 
-    request = self.build_request()            # render -> validate, no API call
-    arn = self.start_job(context, request)     # the one API call that starts/creates the resource
-    return self.wait_for_job(context, arn)     # wait (poll or defer) and return the result
+    self.build_request()                            # render -> validate (self.request), no API call
+    job = self.start_job(context, self.request)     # the one call that starts it; record_job()
+    return self.wait_for_job(context, job)          # wait (poll or defer) and return the ARN
 
-The inference-job and trained-model operators put durable execution around that seam
-(:class:`~airflow_cleanrooms.operators.durable.CleanRoomsMLDurableOperatorMixin`).
+The inference-job and trained-model operators put durable execution around those steps
+(:class:`~airflow_cleanrooms.operators.durable.CleanRoomsMLDurableMixin`). What "done" and
+"transient" mean, and what a trigger's event makes of the task, is :mod:`airflow_cleanrooms.wait_semantics`.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
@@ -29,26 +30,15 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
 
-from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
-from airflow_cleanrooms.hooks.cleanrooms_ml import (
-    ML_INPUT_CHANNEL,
-    TRAINED_MODEL,
-    TRAINED_MODEL_INFERENCE_JOB,
-    CleanRoomsMLHook,
-    ResourceKind,
-    ResourceState,
-)
+from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
+from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
 from airflow_cleanrooms.links.cleanrooms_ml import (
     CleanRoomsMLInputChannelLink,
     CleanRoomsMLTrainedModelInferenceJobLink,
     CleanRoomsMLTrainedModelLink,
     _CleanRoomsMLLink,
 )
-from airflow_cleanrooms.operators.durable import (
-    INFERENCE_JOB_KIND,
-    TRAINED_MODEL_KIND,
-    CleanRoomsMLDurableOperatorMixin,
-)
+from airflow_cleanrooms.operators.durable import CleanRoomsMLDurableMixin
 from airflow_cleanrooms.operators.request import (
     CLI_INPUT_JSON,
     CLI_INPUT_YAML,
@@ -64,6 +54,14 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
     _CleanRoomsMLResourceTrigger,
+)
+from airflow_cleanrooms.wait_semantics import (
+    ML_INPUT_CHANNEL,
+    TRAINED_MODEL,
+    TRAINED_MODEL_INFERENCE_JOB,
+    ResourceKind,
+    ResourceState,
+    raise_for_wait_event,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +93,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
 
     Subclasses set ``operation_name`` (the API call that starts the resource), ``kind`` (what is
     waited on), ``link`` and the ``template_fields`` for the operation, and implement
-    :meth:`call_start` and :meth:`trigger_for`.
+    :meth:`trigger_for`.
 
     :param cli_input_json: The document ``--cli-input-json`` takes: a dict or a JSON string with the
         API's camelCase member names (as ``aws cleanroomsml ... --generate-cli-skeleton input``
@@ -117,6 +115,10 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
     kind: ClassVar[ResourceKind]
     link: ClassVar[type[_CleanRoomsMLLink]]
     ui_color = "#ff9900"
+    #: XCom key of a trained model's version (pushed by :meth:`record_job`).
+    version_xcom_key: ClassVar[str] = "trained_model_version_identifier"
+    #: Attempts of a durable start call (see ``CleanRoomsMLHook.start_at_most_once``).
+    durable_start_attempts: ClassVar[int] = 8
 
     def __init__(
         self,
@@ -148,8 +150,8 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         self.waiter_max_attempts = waiter_max_attempts
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
-        self._job_arn: str | None = None
-        self._request: dict[str, Any] = {}
+        self.request: dict[str, Any] = {}
+        self._job: JobRef | None = None
 
     def _reject_misspelled_arguments(self, kwargs: dict[str, Any]) -> None:
         """Fail at DAG parse time on a keyword that looks like a misspelled API argument."""
@@ -168,12 +170,11 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
                     f"API arguments: {', '.join(argument_names(self.operation_name))}"
                 )
 
-    # ---- the seam: build -> start -> wait --------------------------------------------------
+    # ---- the one start path: build -> start -> wait -----------------------------------------
 
     def execute(self, context: Context) -> Any:
-        request = self.build_request()
-        arn = self.start_job(context, request)
-        return self.wait_for_job(context, arn)
+        self.build_request()
+        return self.wait_for_job(context, self.start_job(context, self.request))
 
     @property
     def api_arguments(self) -> dict[str, Any]:
@@ -181,174 +182,191 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         return {name: getattr(self, name, None) for name in argument_names(self.operation_name)}
 
     def build_request(self) -> dict[str, Any]:
-        """Build the camelCase request from the rendered arguments and validate it (no API call)."""
-        self._request = build_request(
+        """
+        Build the camelCase request from the rendered arguments and validate it (no API call).
+
+        Everything the task does afterwards (start, wait, cancel, link) reads ``self.request``, never
+        the raw arguments: a value may come from ``cli_input_json`` alone.
+        """
+        self.request = build_request(
             self.operation_name, self.api_arguments, self.cli_input_json, self.cli_input_yaml
         )
-        return self._request
+        return self.request
 
-    @property
-    def membership_id(self) -> str:
-        """The membership of the resource, from the validated request."""
-        value = self._request.get("membershipIdentifier") or getattr(self, "membership_identifier", None)
-        return str(value or "")
+    def start_job(
+        self,
+        context: Context,
+        request: dict[str, Any],
+        find_started: Callable[[], FoundJob | None] | None = None,
+    ) -> JobRef:
+        """
+        Make the one API call that starts the resource, and record it (XCom, link, on_kill).
 
-    def start_job(self, context: Context, request: dict[str, Any]) -> str:
-        """Make the one API call that starts the resource; record its ARN (XCom, link, on_kill)."""
-        self.log.info("Calling %s for %s", self.operation_name, self.describe_request(request))
+        With ``find_started`` (durable execution) the call makes single attempts and, after an
+        ambiguous failure, looks for the job before trying again
+        (:meth:`~airflow_cleanrooms.hooks.cleanrooms_ml.CleanRoomsMLHook.start_at_most_once`).
+        """
+        self.log.info(
+            "Calling %s for membership %s, name %r",
+            self.operation_name,
+            request.get("membershipIdentifier"),
+            request.get("name"),
+        )
         # Values under sensitive keys are shown as *** (and were registered with the secrets masker).
         self.log.info("Request: %s", json.dumps(redacted_for_log(request), default=str, sort_keys=True))
-        arn = self.call_start(context, request)
-        self._job_arn = arn
-        self.log.info("Started %s %s", self.kind.label, arn)
-        # Kept apart from return_value so a task resumed after a deferral timeout can still cancel it.
-        context["ti"].xcom_push(key=self.kind.arn_member_snake, value=arn)
-        self.persist_link(context, arn)
-        return arn
+        if find_started is None:
+            job = self.hook.start(self.kind, request)
+        else:
+            job, _ = self.hook.start_at_most_once(
+                self.kind, request, find_started=find_started, attempts=self.durable_start_attempts
+            )
+        self.log.info("Started %s %s", self.kind.label, job.arn)
+        self.record_job(context, job)
+        return job
 
-    def persist_link(self, context: Context, arn: str, collaboration_id: str | None = None) -> None:
+    def record_job(self, context: Context, job: JobRef) -> None:
+        """
+        Point cancel-on-kill, XCom and the console link at ``job`` (after a start, or a reconnect).
+
+        The ARN is pushed under its own key (apart from ``return_value``) so a task resumed after a
+        deferral timeout can still cancel it; a trained model's version under ``version_xcom_key``.
+        """
+        if self._job == job:
+            return
+        self._job = job
+        ti = context["ti"]
+        ti.xcom_push(key=self.kind.arn_member_snake, value=job.arn)
+        if job.version is not None:
+            ti.xcom_push(key=self.version_xcom_key, value=job.version)
+        self.persist_link(context, job)
+
+    def persist_link(self, context: Context, job: JobRef, collaboration_id: str | None = None) -> None:
         """Store the console link's data (XCom); the collaboration, once known, makes it precise."""
-        self.link.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            arn=arn,
-            membership_id=self.membership_id,
-            collaboration_id=collaboration_id,
-        )
+        try:
+            self.link.persist(
+                context=context,
+                operator=self,
+                region_name=self.hook.conn_region_name,
+                aws_partition=self.hook.conn_partition,
+                arn=job.arn,
+                membership_id=self.request.get("membershipIdentifier"),
+                collaboration_id=collaboration_id,
+            )
+        except Exception as error:  # a console link is never worth failing the task for
+            self.log.debug("Could not persist the console link: %s", error)
 
-    def describe_request(self, request: dict[str, Any]) -> str:
-        """A short description for the log (values under sensitive keys are already masked)."""
-        return f"membership {request.get('membershipIdentifier')}, name {request.get('name')!r}"
-
-    def call_start(self, context: Context, request: dict[str, Any]) -> str:
+    def trigger_for(self, job: JobRef) -> _CleanRoomsMLResourceTrigger:
         raise NotImplementedError
 
-    def trigger_for(self, arn: str) -> _CleanRoomsMLResourceTrigger:
-        raise NotImplementedError
+    def _target(self, job: JobRef) -> tuple[str, str, dict[str, Any]]:
+        """(membership, ARN, extra Get/Cancel members) of ``job``, from the validated request."""
+        extra = {self.kind.version_member: job.version} if self.kind.version_member and job.version else {}
+        return str(self.request.get("membershipIdentifier") or ""), job.arn, extra
 
-    def wait_extra(self) -> dict[str, Any]:
-        """Extra Get/Cancel members identifying the resource (e.g. a trained model version)."""
-        return {}
-
-    def wait_for_job(self, context: Context, arn: str) -> Any:
+    def wait_for_job(self, context: Context, job: JobRef) -> Any:
         """Wait until the resource is ``ACTIVE`` (poll here, or defer to the triggerer); return the result."""
         if not self.wait_for_completion:
-            return self.job_result(context, arn)
+            return self.job_result(context, job)
         if self.deferrable:
-            self.log.info("Deferring until %s %s is ACTIVE", self.kind.label, arn)
+            self.log.info("Deferring until %s %s is ACTIVE", self.kind.label, job.arn)
             # Airflow 3 applies no execution_timeout to a deferred task unless the deferral carries it;
             # when it expires the task resumes through resume_execution("__fail__"), which cancels.
             self.defer(
-                trigger=self.trigger_for(arn),
+                trigger=self.trigger_for(job),
                 method_name="execute_complete",
                 timeout=self.execution_timeout,
             )
+        membership, arn, extra = self._target(job)
         try:
             state = self.hook.wait_for(
                 self.kind,
-                self.membership_id,
+                membership,
                 arn,
                 waiter_delay=self.waiter_delay,
                 waiter_max_attempts=self.waiter_max_attempts,
-                **self.wait_extra(),
+                **extra,
             )
         except CleanRoomsMLWaitTimeoutError:
-            self.cancel_job(arn, reason=f"it is not ACTIVE after {self.waiter_max_attempts} checks")
+            self.cancel_job(job, reason=f"it is not ACTIVE after {self.waiter_max_attempts} checks")
             raise
         if state.response.get("collaborationIdentifier"):
-            self.persist_link(context, arn, collaboration_id=state.response["collaborationIdentifier"])
-        return self.job_result(context, arn)
+            self.persist_link(context, job, collaboration_id=state.response["collaborationIdentifier"])
+        return self.job_result(context, job)
 
-    def job_result(self, context: Context, arn: str) -> Any:
+    def job_result(self, context: Context, job: JobRef) -> Any:
         """What the task returns (XCom ``return_value``): the resource ARN."""
-        return arn
+        return job.arn
 
-    def get_job_state(self, arn: str) -> ResourceState:
+    def get_job_state(self, job: JobRef) -> ResourceState:
         """Read the resource's current status and ``statusDetails``."""
-        return self.hook.get_state(self.kind, self.membership_id, arn, **self.wait_extra())
+        membership, arn, extra = self._target(job)
+        return self.hook.get_state(self.kind, membership, arn, **extra)
 
     # ---- deferral ----------------------------------------------------------------------------
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """
-        Resume after the trigger fired.
-
-        Accepts the plain ``AwsBaseWaiterTrigger`` error event (``message`` only: the status is then
-        read once more) and the richer one with ``job_status`` and ``status_details``.
-        """
+        """Resume after the trigger fired: :func:`~airflow_cleanrooms.wait_semantics.raise_for_wait_event`."""
         event = validate_execute_complete_event(event)
-        arn = event.get(self.kind.arn_member_snake) or self._arn_from_xcom(context)
-        if not arn:
+        job = self._job_from_xcom(context, event.get(self.kind.arn_member_snake))
+        if job is None:
             raise AirflowException(f"Trigger event carries no {self.kind.arn_member_snake}: {event}")
-        self._job_arn = arn
         self._restore_request()
-        if event.get("status") == "success":
-            self.log.info("%s %s is ACTIVE", self.kind.label.capitalize(), arn)
-            return self.job_result(context, arn)
-        status = event.get("job_status")
-        details = event.get("status_details")
-        if status is None:
-            try:
-                state = self.get_job_state(arn)
-                status, details = state.status, state.status_details
-            except Exception as error:
-                self.log.warning("Could not read the final status of %s: %s", arn, error)
-        message = event.get("message") or "trigger reported an error"
-        if status is not None and self.kind.is_failure(status):
-            raise CleanRoomsMLJobFailedError(self.kind.label, arn, status, details)
-        if status is None or self.kind.is_pending(status):
-            self.cancel_job(arn, reason="the wait in the triggerer ended before it was ACTIVE")
-            raise CleanRoomsMLWaitTimeoutError(
-                f"{self.kind.label.capitalize()} {arn} is {status or 'in an unknown status'}: {message}"
-            )
-        # The waiter stopped on an error but the resource is ACTIVE after all.
-        return self.job_result(context, arn)
+        self._job = job
+        try:
+            raise_for_wait_event(self.kind, job.arn, event, lambda: self.get_job_state(job), self.log)
+        except CleanRoomsMLWaitTimeoutError:
+            self.cancel_job(job, reason="the wait in the triggerer ended before it was ACTIVE")
+            raise
+        return self.job_result(context, job)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         if next_method == _TRIGGER_FAIL_METHOD:
             # The deferral timed out (or the trigger crashed): the task fails; cancel what it started.
-            arn = self._arn_from_xcom(context)
-            if arn:
+            job = self._job_from_xcom(context)
+            if job is not None:
                 self._restore_request()
-                self.cancel_job(arn, reason=f"the deferred task failed ({(next_kwargs or {}).get('error')})")
+                self.cancel_job(job, reason=f"the deferred task failed ({(next_kwargs or {}).get('error')})")
         return super().resume_execution(next_method, next_kwargs, context)
 
     def _restore_request(self) -> None:
         """After a resume the request is rebuilt from the re-rendered arguments (for its membership)."""
-        if self._request:
+        if self.request:
             return
         try:
             self.build_request()
-        except Exception:
-            self._request = {"membershipIdentifier": getattr(self, "membership_identifier", None)}
-
-    def _arn_from_xcom(self, context: Context) -> str | None:
-        try:
-            return context["ti"].xcom_pull(task_ids=self.task_id, key=self.kind.arn_member_snake)
         except Exception as error:
-            self.log.warning("Could not read the %s from XCom: %s", self.kind.arn_member_snake, error)
-            return None
+            self.log.warning("Could not rebuild the request after resuming: %s", error)
+            self.request = {"membershipIdentifier": getattr(self, "membership_identifier", None)}
+
+    def _job_from_xcom(self, context: Context, arn: str | None = None) -> JobRef | None:
+        """The job this task started, as recorded in XCom by :meth:`record_job` (``arn`` if known)."""
+        ti = context["ti"]
+        version: str | None = None
+        try:
+            arn = arn or ti.xcom_pull(task_ids=self.task_id, key=self.kind.arn_member_snake)
+            if self.kind.version_member and arn:
+                version = ti.xcom_pull(task_ids=self.task_id, key=self.version_xcom_key)
+        except Exception as error:
+            self.log.warning("Could not read the job from XCom: %s", error)
+        return JobRef(str(arn), version) if arn else None
 
     # ---- cancel ------------------------------------------------------------------------------
 
     def on_kill(self) -> None:
         """Cancel the job this task started (SIGTERM, mark failed, ``execution_timeout``)."""
-        if self._job_arn:
-            self.cancel_job(self._job_arn, reason="the task was killed")
+        if self._job is not None:
+            self.cancel_job(self._job, reason="the task was killed")
 
-    def cancel_job(self, arn: str, *, reason: str) -> bool:
+    def cancel_job(self, job: JobRef, *, reason: str) -> bool:
         """Cancel the resource unless ``cancel_on_kill`` is off; never raises. Return whether it was asked."""
-
         if not self.cancel_on_kill or self.kind.cancel_operation is None:
             return False
-        membership = self.membership_id
-        self.log.warning("Cancelling %s %s because %s", self.kind.label, arn, reason)
+        self.log.warning("Cancelling %s %s because %s", self.kind.label, job.arn, reason)
+        membership, arn, extra = self._target(job)
         try:
-            self.hook.cancel(self.kind, membership, arn, **self.wait_extra())
+            self.hook.cancel(self.kind, membership, arn, **extra)
         except Exception as error:
-            self.log.warning("Could not cancel %s %s: %s", self.kind.label, arn, error)
+            self.log.warning("Could not cancel %s %s: %s", self.kind.label, job.arn, error)
             return False
         return True
 
@@ -363,9 +381,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         }
 
 
-class CleanRoomsMLStartTrainedModelInferenceJobOperator(
-    CleanRoomsMLDurableOperatorMixin, CleanRoomsMLBaseOperator
-):
+class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLDurableMixin, CleanRoomsMLBaseOperator):
     """
     Start a trained model inference job (``aws cleanroomsml start-trained-model-inference-job``).
 
@@ -405,7 +421,6 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(
     """
 
     operation_name = START_TRAINED_MODEL_INFERENCE_JOB
-    durable_job_kind = INFERENCE_JOB_KIND
     kind = TRAINED_MODEL_INFERENCE_JOB
     link = CleanRoomsMLTrainedModelInferenceJobLink
     operator_extra_links = (CleanRoomsMLTrainedModelInferenceJobLink(),)
@@ -451,19 +466,16 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(
             **kwargs,
         )
 
-    def call_start(self, context: Context, request: dict[str, Any]) -> str:
-        return self.hook.start_trained_model_inference_job(request)
-
-    def trigger_for(self, arn: str) -> CleanRoomsMLTrainedModelInferenceJobCompleteTrigger:
+    def trigger_for(self, job: JobRef) -> CleanRoomsMLTrainedModelInferenceJobCompleteTrigger:
         return CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(
-            membership_identifier=self.membership_id,
-            trained_model_inference_job_arn=arn,
+            membership_identifier=self._target(job)[0],
+            trained_model_inference_job_arn=job.arn,
             cancel_on_kill=self.cancel_on_kill,
             **self._trigger_common(),
         )
 
 
-class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLDurableOperatorMixin, CleanRoomsMLBaseOperator):
+class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLDurableMixin, CleanRoomsMLBaseOperator):
     """
     Train a model (``aws cleanroomsml create-trained-model``) and wait until it is ``ACTIVE``.
 
@@ -500,14 +512,11 @@ class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLDurableOperatorMixin, C
     """
 
     operation_name = CREATE_TRAINED_MODEL
-    durable_job_kind = TRAINED_MODEL_KIND
     kind = TRAINED_MODEL
     link = CleanRoomsMLTrainedModelLink
     operator_extra_links = (CleanRoomsMLTrainedModelLink(),)
     template_fields: Sequence[str] = _template_fields(CREATE_TRAINED_MODEL)
     template_fields_renderers = _renderers(CREATE_TRAINED_MODEL)
-
-    VERSION_XCOM_KEY = "trained_model_version_identifier"
 
     def __init__(
         self,
@@ -547,32 +556,12 @@ class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLDurableOperatorMixin, C
             },
             **kwargs,
         )
-        self._version_identifier: str | None = None
 
-    def call_start(self, context: Context, request: dict[str, Any]) -> str:
-        created = self.hook.create_trained_model(request)
-        self._version_identifier = created.get("versionIdentifier")
-        context["ti"].xcom_push(key=self.VERSION_XCOM_KEY, value=self._version_identifier)
-        return created["trainedModelArn"]
-
-    def wait_extra(self) -> dict[str, Any]:
-        return {"versionIdentifier": self._version_identifier} if self._version_identifier else {}
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        if self._version_identifier is None:
-            try:
-                self._version_identifier = context["ti"].xcom_pull(
-                    task_ids=self.task_id, key=self.VERSION_XCOM_KEY
-                )
-            except Exception:
-                self._version_identifier = None
-        return super().execute_complete(context, event)
-
-    def trigger_for(self, arn: str) -> CleanRoomsMLTrainedModelCompleteTrigger:
+    def trigger_for(self, job: JobRef) -> CleanRoomsMLTrainedModelCompleteTrigger:
         return CleanRoomsMLTrainedModelCompleteTrigger(
-            membership_identifier=self.membership_id,
-            trained_model_arn=arn,
-            version_identifier=self._version_identifier,
+            membership_identifier=self._target(job)[0],
+            trained_model_arn=job.arn,
+            version_identifier=job.version,
             cancel_on_kill=self.cancel_on_kill,
             **self._trigger_common(),
         )
@@ -637,12 +626,9 @@ class CleanRoomsMLCreateMLInputChannelOperator(CleanRoomsMLBaseOperator):
             **kwargs,
         )
 
-    def call_start(self, context: Context, request: dict[str, Any]) -> str:
-        return self.hook.create_ml_input_channel(request)
-
-    def trigger_for(self, arn: str) -> CleanRoomsMLInputChannelActiveTrigger:
+    def trigger_for(self, job: JobRef) -> CleanRoomsMLInputChannelActiveTrigger:
         return CleanRoomsMLInputChannelActiveTrigger(
-            membership_identifier=self.membership_id, ml_input_channel_arn=arn, **self._trigger_common()
+            membership_identifier=self._target(job)[0], ml_input_channel_arn=job.arn, **self._trigger_common()
         )
 
 

@@ -9,21 +9,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, conf
+from airflow.providers.common.compat.sdk import conf
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
-from airflow_cleanrooms.hooks.cleanrooms_ml import (
-    TRAINED_MODEL,
-    TRAINED_MODEL_INFERENCE_JOB,
-    CleanRoomsMLHook,
-    ResourceKind,
-    ResourceState,
-    format_duration,
-)
+from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
     _CleanRoomsMLResourceTrigger,
+)
+from airflow_cleanrooms.wait_semantics import (
+    TRAINED_MODEL,
+    TRAINED_MODEL_INFERENCE_JOB,
+    ResourceKind,
+    ResourceState,
+    format_duration,
+    raise_for_wait_event,
 )
 
 if TYPE_CHECKING:
@@ -34,9 +35,9 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
     """
     Poke a Clean Rooms ML resource until it is ``ACTIVE``; fail at once on a failure status.
 
-    Every status other than ``ACTIVE`` and the ``CREATE_*`` statuses still in progress (all read from
-    the model's status enum) fails the task with the resource's ``statusDetails`` in the error. Each
-    status change is logged with the time spent.
+    A failure status (:mod:`airflow_cleanrooms.wait_semantics`: the waiter's failure acceptors) fails
+    the task with the resource's ``statusDetails`` in the error. Each status change is logged with
+    the resource's age.
 
     :param deferrable: Wait in the triggerer (needs aiobotocore).
         (default: ``[operators] default_deferrable``, else ``False``)
@@ -83,7 +84,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         )
 
     def poke(self, context: Context) -> bool:
-        state = self.hook.get_state(self.kind, self.membership_identifier, self.arn, **self.get_extra())
+        state = self._read_state()
         self._log_status(state)
         if self.kind.is_success(state.status):
             return True
@@ -105,29 +106,13 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         self._last_status = state.status
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        """Resume after the trigger fired: succeed on success, fail with the status details otherwise."""
+        """Resume after the trigger fired: :func:`~airflow_cleanrooms.wait_semantics.raise_for_wait_event`."""
         event = validate_execute_complete_event(event)
-        if event.get("status") == "success":
-            self.log.info("%s %s is ACTIVE", self.kind.label.capitalize(), self.arn)
-            return self.arn
-        status = event.get("job_status")
-        details = event.get("status_details")
-        if status is None:
-            try:
-                state = self.hook.get_state(
-                    self.kind, self.membership_identifier, self.arn, **self.get_extra()
-                )
-                status, details = state.status, state.status_details
-            except Exception as error:
-                self.log.warning("Could not read the final status of %s: %s", self.arn, error)
-        if status is not None and self.kind.is_failure(status):
-            raise CleanRoomsMLJobFailedError(self.kind.label, self.arn, status, details)
-        if status is not None and self.kind.is_success(status):
-            return self.arn
-        raise AirflowException(
-            f"Waiting for {self.kind.label} {self.arn} ended while it is {status or 'in an unknown status'}: "
-            f"{event.get('message')}"
-        )
+        raise_for_wait_event(self.kind, self.arn, event, self._read_state, self.log)
+        return self.arn
+
+    def _read_state(self) -> ResourceState:
+        return self.hook.get_state(self.kind, self.membership_identifier, self.arn, **self.get_extra())
 
     def _trigger_common(self) -> dict[str, Any]:
         return {

@@ -31,48 +31,35 @@ matched against its acceptors in order, as ``botocore.waiter.Waiter.wait`` does.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import random
-import threading
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-import botocore.session
-import jmespath
-import jmespath.visitor
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
-from airflow.providers.amazon.aws.utils.waiter_with_logging import RETRIABLE_ERROR_CODES
 from airflow.triggers.base import TriggerEvent
 from botocore import xform_name
-from botocore.exceptions import (
-    ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotocoreConnectionError,
-)
-from botocore.waiter import AcceptorConfig, SingleWaiterConfig, WaiterModel, is_valid_waiter_error
+from botocore.exceptions import ClientError
 
 from airflow_cleanrooms.aio.client_pool import ClientKey, SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
+from airflow_cleanrooms.wait_semantics import (
+    TRANSIENT_EXCEPTIONS,
+    Acceptor,
+    cached_waiter_config,
+    is_transient,
+    load_waiter_config,
+    match_acceptors,
+    search,
+    wait_event,
+    waiter_acceptors,
+    waiter_config_key,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable
 
-#: Exceptions raised (rather than returned as error responses) that a later poll may not see again.
-TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
-    BotocoreConnectionError,  # EndpointConnectionError, ConnectTimeoutError, SSLError, proxy errors
-    HTTPClientError,  # ConnectionClosedError, ReadTimeoutError
-    IncompleteReadError,
-    NoCredentialsError,
-    CredentialRetrievalError,
-    asyncio.TimeoutError,
-    OSError,
-)
+    from botocore.waiter import SingleWaiterConfig
 
 # One generator for every trigger: a per-trigger random.Random() would read os.urandom on the loop.
 _RNG = random.Random()
@@ -87,7 +74,7 @@ class _WaitState:
 
     __slots__ = ("acceptors", "attempts", "last_seen", "streak", "trigger")
 
-    def __init__(self, trigger: CleanRoomsMLBaseWaiterTrigger, acceptors: tuple[_Acceptor, ...]) -> None:
+    def __init__(self, trigger: CleanRoomsMLBaseWaiterTrigger, acceptors: tuple[Acceptor, ...]) -> None:
         self.trigger = trigger
         self.acceptors = acceptors
         self.attempts = 0  # answered polls
@@ -97,127 +84,6 @@ class _WaitState:
     def __call__(self, outcome: Any) -> float | Finished[TriggerEvent]:
         # The scheduler's step: a callable object rather than a bound method or partial per wait.
         return self.trigger._step(self, outcome)
-
-
-_WaiterKey = tuple[str, str, str, str]
-_WAITER_CONFIGS: dict[_WaiterKey, SingleWaiterConfig] = {}
-_WAITER_CONFIGS_LOCK = threading.Lock()
-
-
-def waiter_config_key(
-    hook: AwsGenericHook, waiter_name: str, config_overrides: dict[str, Any] | None = None
-) -> _WaiterKey:
-    """What :func:`load_waiter_config` caches a waiter config under."""
-    return (
-        f"{type(hook).__module__}.{type(hook).__qualname__}",
-        hook.client_type or "",
-        waiter_name,
-        json.dumps(config_overrides, sort_keys=True, default=repr),
-    )
-
-
-def load_waiter_config(
-    hook: AwsGenericHook, waiter_name: str, config_overrides: dict[str, Any] | None = None
-) -> SingleWaiterConfig:
-    """
-    Return the botocore waiter config of ``waiter_name`` for ``hook`` (blocking; cached).
-
-    The hook's custom waiter JSON wins (``hook.waiter_path``), as in ``AwsGenericHook.get_waiter``;
-    otherwise the service's official waiter model is used. ``config_overrides`` updates the waiter's
-    entry as ``get_waiter(config_overrides=...)`` does.
-    """
-    service = hook.client_type or ""
-    cache_key = waiter_config_key(hook, waiter_name, config_overrides)
-    cached = _WAITER_CONFIGS.get(cache_key)
-    if cached is not None:
-        return cached
-    model: dict[str, Any]
-    if hook.waiter_path and waiter_name in hook._list_custom_waiters():
-        with open(hook.waiter_path) as waiter_file:
-            model = json.load(waiter_file)
-    else:
-        loader = botocore.session.get_session().get_component("data_loader")
-        model = loader.load_service_model(service, "waiters-2")
-    if waiter_name not in model.get("waiters", {}):
-        raise ValueError(f"Waiter {waiter_name!r} is defined neither by {type(hook).__name__} nor {service}")
-    if config_overrides:
-        model["waiters"][waiter_name].update(config_overrides)
-    config = WaiterModel(model).get_waiter(waiter_name)
-    with _WAITER_CONFIGS_LOCK:
-        _WAITER_CONFIGS[cache_key] = config
-    return config
-
-
-# One JMESPath interpreter for every search on the loop. ``ParsedResult.search`` builds a new
-# ``TreeInterpreter`` per call, and each is an object cycle (its method cache holds bound methods of
-# itself) that only the garbage collector frees: with botocore's matchers, up to ten per poll of an
-# eight-acceptor waiter, and they were what set the pace of the young collections (BENCHMARKS.md).
-_INTERPRETER = jmespath.visitor.TreeInterpreter()
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(query: str) -> Any:
-    return jmespath.compile(query).parsed
-
-
-def _search(query: str, data: Any) -> Any:
-    return _INTERPRETER.visit(_compiled(query), data)
-
-
-class _Acceptor(NamedTuple):
-    state: str
-    explanation: str
-    matches: Callable[[dict[str, Any]], Any]
-
-
-def _path_matcher(acceptor: AcceptorConfig) -> Callable[[dict[str, Any]], Any]:
-    """botocore's path, pathAll and pathAny ``acceptor.matcher_func``, on the shared interpreter."""
-    query, expected, kind = acceptor.argument, acceptor.expected, acceptor.matcher
-
-    def matches(response: dict[str, Any]) -> bool | None:
-        if is_valid_waiter_error(response):
-            return None
-        result = _search(query, response)
-        if kind == "path":
-            return bool(result == expected)
-        if not isinstance(result, list) or not result:
-            return False  # pathAll / pathAny need a non-empty list
-        if kind == "pathAll":
-            return all(element == expected for element in result)
-        return any(element == expected for element in result)
-
-    return matches
-
-
-_ACCEPTORS: dict[int, tuple[SingleWaiterConfig, tuple[_Acceptor, ...]]] = {}
-
-
-def _acceptors(waiter: SingleWaiterConfig) -> tuple[_Acceptor, ...]:
-    """
-    The waiter's acceptors, built once (botocore rebuilds their matchers on every access).
-
-    Status and error matchers are botocore's own; path matchers evaluate their JMESPath on the
-    shared interpreter, with botocore's semantics.
-    """
-    cached = _ACCEPTORS.get(id(waiter))
-    if cached is None or cached[0] is not waiter:
-        acceptors = tuple(
-            _Acceptor(
-                a.state,
-                a.explanation,
-                _path_matcher(a) if a.matcher in ("path", "pathAll", "pathAny") else a.matcher_func,
-            )
-            for a in waiter.acceptors
-        )
-        cached = _ACCEPTORS[id(waiter)] = (waiter, acceptors)
-    return cached[1]
-
-
-def is_transient_error_response(response: dict[str, Any]) -> bool:
-    """Whether an error response (throttling, 5xx, request timeout) is worth another poll."""
-    code = response.get("Error", {}).get("Code", "")
-    http_status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    return code in RETRIABLE_ERROR_CODES or http_status == 429 or http_status >= 500
 
 
 class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
@@ -302,8 +168,8 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         if not response or "Error" in response:
             return _NOTHING_SEEN
         query = self.status_query or (self.status_queries[0] if self.status_queries else None)
-        status = _search(query, response) if query else None
-        details = _search(self.status_details_query, response) if self.status_details_query else None
+        status = search(query, response) if query else None
+        details = search(self.status_details_query, response) if self.status_details_query else None
         return (
             str(status) if status is not None else None,
             details if isinstance(details, dict) else None,
@@ -313,7 +179,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     def _describe(self, response: dict[str, Any] | None) -> str:
         values = []
         for query in self.status_queries or []:
-            value = _search(query, response or {})
+            value = search(query, response or {})
             if value is not None and value != "":
                 values.append(
                     json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
@@ -323,17 +189,13 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     def _error_event(self, message: str, seen: _Observation = (None, None, "")) -> TriggerEvent:
         status, details, _ = seen
         return TriggerEvent(
-            {
-                "status": "error",
-                "message": message,
-                self.return_key: self.return_value,
-                "job_status": status,
-                "status_details": details,
-            }
+            wait_event(
+                self.return_key, self.return_value, message=message, status=status, status_details=details
+            )
         )
 
     def _success_event(self) -> TriggerEvent:
-        return TriggerEvent({"status": "success", self.return_key: self.return_value})
+        return TriggerEvent(wait_event(self.return_key, self.return_value))
 
     # -- run -------------------------------------------------------------------------------------
 
@@ -371,7 +233,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         entry = await pool.acquire(hook, self.client_transport)
         try:
             cache_key = waiter_config_key(hook, self.waiter_name, self.waiter_config_overrides)
-            waiter = _WAITER_CONFIGS.get(cache_key) or await pool.run_blocking(
+            waiter = cached_waiter_config(cache_key) or await pool.run_blocking(
                 ("waiter", *cache_key),
                 load_waiter_config,
                 hook,
@@ -388,7 +250,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         event: TriggerEvent = await PollScheduler.for_running_loop().poll(
             getattr(client, xform_name(waiter.operation)),
             self.waiter_args,
-            _WaitState(self, _acceptors(waiter)),
+            _WaitState(self, waiter_acceptors(waiter)),
         )
         return event
 
@@ -438,7 +300,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         return self.poll_interval(_RNG)
 
     def _judge(
-        self, response: dict[str, Any] | str, acceptors: tuple[_Acceptor, ...], last_seen: _Observation
+        self, response: dict[str, Any] | str, acceptors: tuple[Acceptor, ...], last_seen: _Observation
     ) -> tuple[TriggerEvent | None, str | None, _Observation, bool]:
         """
         Match one poll's outcome against the waiter's acceptors, as ``botocore.waiter.Waiter.wait``.
@@ -448,11 +310,11 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         """
         if isinstance(response, str):
             return None, response, last_seen, False
-        matched = next((a for a in acceptors if a.matches(response)), None)
+        matched = match_acceptors(acceptors, response)
         if matched is None and "Error" in response:
             error_info = response["Error"]
             description = f"{error_info.get('Code', 'Unknown')}: {error_info.get('Message', '')}"
-            if is_transient_error_response(response):
+            if is_transient(response):
                 return None, description, last_seen, False
             event = self._error_event(f"{self.failure_message}: {description}", last_seen)
             return event, None, last_seen, False

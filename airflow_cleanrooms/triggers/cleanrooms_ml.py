@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from airflow.providers.amazon.aws.exceptions import WaiterTerminalFailure
-from airflow.triggers.base import TriggerEvent
-
-from airflow_cleanrooms.hooks.cleanrooms_ml import (
+from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
+from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
+from airflow_cleanrooms.wait_semantics import (
     ML_INPUT_CHANNEL,
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
-    CleanRoomsMLHook,
     ResourceKind,
 )
-from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
-
-if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import AirflowException
 
 
 class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
@@ -74,22 +68,6 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
 
     def hook(self) -> CleanRoomsMLHook:
         return CleanRoomsMLHook(**self._hook_parameters)
-
-    def _event_from_exception(self, error: AirflowException) -> TriggerEvent:
-        status: str | None = None
-        details: dict[str, Any] | None = None
-        if isinstance(error, WaiterTerminalFailure) and isinstance(error.last_response, dict):
-            status = error.last_response.get("status")
-            details = error.last_response.get("statusDetails")
-        return TriggerEvent(
-            {
-                "status": "error",
-                "message": str(error),
-                self.return_key: self.return_value,
-                "job_status": status,
-                "status_details": details,
-            }
-        )
 
     async def on_kill(self) -> None:
         """Cancel the resource when the user kills the deferred task (only with ``cancel_on_kill``)."""

@@ -209,3 +209,37 @@ def test_execution_timeout_cancels_the_job(core_dag, cleanrooms_emulator) -> Non
     )["status"]
     assert status in {"CANCEL_PENDING", "CANCEL_IN_PROGRESS", "INACTIVE"}
     assert start["params"]["name"] == "timed-out-20260304T050607"
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "sync"])
+def test_cli_input_json_alone_starts_one_job_and_waits_for_it(
+    core_dag, cleanrooms_emulator, deferrable
+) -> None:
+    """Membership, name and ARNs only in ``cli_input_json``: the durable lookup and the wait use them."""
+    membership_id = str(uuid.uuid4())
+    seeded = cleanrooms_emulator.control.seed_membership(membership_id, trained_model=True)
+    dag = core_dag("core_inference_cli_input_json" + ("_deferrable" if deferrable else ""))
+    cleanrooms_emulator.control.set_timings(pending_seconds=600, running_seconds=600)
+    release = _activate_after_first_read(cleanrooms_emulator)
+
+    conf = {
+        "membership_id": membership_id,
+        "trained_model_arn": seeded["trained_model_arn"],
+        "channel_arn": seeded["ml_input_channel_arn"],
+    }
+    dag_run = dag.test(run_after=RUN_AFTER, run_conf=conf)
+    release.join(5)
+
+    assert _states(dag_run) == {"start_inference": "success"}
+    (start,) = cleanrooms_emulator.control.requests("StartTrainedModelInferenceJob")
+    assert start["params"]["membershipIdentifier"] == membership_id
+    assert start["params"]["name"] == "from-json-20260304T050607"
+    assert IDENTITY_TAG_KEY in start["params"]["tags"]
+    # The durable lookup listed the membership from the document before starting.
+    (listed,) = cleanrooms_emulator.control.requests("ListTrainedModelInferenceJobs")
+    assert listed["params"]["membershipIdentifier"] == membership_id
+    job_arn = dag_run.get_task_instance("start_inference").xcom_pull(task_ids="start_inference")
+    status = cleanrooms_emulator.client().get_trained_model_inference_job(
+        membershipIdentifier=membership_id, trainedModelInferenceJobArn=job_arn
+    )["status"]
+    assert status == "ACTIVE"

@@ -55,19 +55,3 @@ def make_context(
     if store is not None:
         context["task_state_store"] = store
     return context
-
-
-def durable_operator_class(operator_class: type, kind: Any) -> type:
-    """The operator as shipped if it is durable already, else the same operator with the mixin put on."""
-    from airflow_cleanrooms.operators.durable import (
-        CleanRoomsMLDurableJobMixin,
-        CleanRoomsMLDurableOperatorMixin,
-    )
-
-    if issubclass(operator_class, CleanRoomsMLDurableJobMixin):
-        return operator_class
-    return type(
-        operator_class.__name__,
-        (CleanRoomsMLDurableOperatorMixin, operator_class),
-        {"durable_job_kind": kind},
-    )

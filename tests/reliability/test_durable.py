@@ -19,15 +19,7 @@ from airflow_cleanrooms.operators.cleanrooms_ml import (
     CleanRoomsMLCreateTrainedModelOperator,
     CleanRoomsMLStartTrainedModelInferenceJobOperator,
 )
-from airflow_cleanrooms.operators.durable import (
-    IDENTITY_TAG_KEY,
-    INFERENCE_JOB_KIND,
-    TRAINED_MODEL_KIND,
-    CleanRoomsMLDurableJobMixin,
-    CleanRoomsMLDurableOperatorMixin,
-    DurableJobKind,
-    task_instance_identity,
-)
+from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
 from airflow_cleanrooms.operators.request import build_request
 from airflow_cleanrooms.service_model import RESERVED_TAG_KEY_PREFIX, service_model, shape_limits
 
@@ -37,19 +29,8 @@ START = "StartTrainedModelInferenceJob"
 pytestmark = pytest.mark.integration
 
 
-def _durable(operator_class: type, kind: DurableJobKind) -> type:
-    """The operator as shipped if it is durable already, else the same operator with the mixin put on."""
-    if issubclass(operator_class, CleanRoomsMLDurableJobMixin):
-        return operator_class
-    return type(
-        operator_class.__name__,
-        (CleanRoomsMLDurableOperatorMixin, operator_class),
-        {"durable_job_kind": kind},
-    )
-
-
-InferenceOperator = _durable(CleanRoomsMLStartTrainedModelInferenceJobOperator, INFERENCE_JOB_KIND)
-TrainedModelOperator = _durable(CleanRoomsMLCreateTrainedModelOperator, TRAINED_MODEL_KIND)
+InferenceOperator = CleanRoomsMLStartTrainedModelInferenceJobOperator
+TrainedModelOperator = CleanRoomsMLCreateTrainedModelOperator
 
 
 @pytest.fixture

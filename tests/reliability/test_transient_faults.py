@@ -24,8 +24,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from airflow_cleanrooms.hooks.cleanrooms_ml import TRAINED_MODEL_INFERENCE_JOB, CleanRoomsMLHook
+from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobCompleteTrigger
+from airflow_cleanrooms.wait_semantics import TRAINED_MODEL_INFERENCE_JOB
 
 MEMBERSHIP = "7b2d4f6a-8c0e-4a1b-9d3f-5e7a9c1b3d5f"
 GET = "GetTrainedModelInferenceJob"
@@ -39,7 +40,8 @@ def _hook(emulator: Any, config: Config | None = None) -> CleanRoomsMLHook:
 
 
 def _start(hook: CleanRoomsMLHook, seeded: dict[str, str], name: str) -> str:
-    return hook.start_trained_model_inference_job(
+    return hook.start(
+        TRAINED_MODEL_INFERENCE_JOB,
         {
             "membershipIdentifier": MEMBERSHIP,
             "name": name,
@@ -47,8 +49,8 @@ def _start(hook: CleanRoomsMLHook, seeded: dict[str, str], name: str) -> str:
             "resourceConfig": {"instanceType": "ml.m5.xlarge", "instanceCount": 1},
             "outputConfiguration": {"members": [{"accountId": "111122223333"}]},
             "dataSource": {"mlInputChannelArn": seeded["ml_input_channel_arn"]},
-        }
-    )
+        },
+    ).arn
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +131,7 @@ def test_responses_slower_than_the_read_timeout_fail_after_the_retries(
     )
     arn = _start(hook, seeded, "too-slow")
     with pytest.raises(ReadTimeoutError):
-        hook.get_trained_model_inference_job(MEMBERSHIP, arn)
+        hook.get_state(TRAINED_MODEL_INFERENCE_JOB, MEMBERSHIP, arn)
 
 
 def test_a_wait_outlasts_a_burst_longer_than_one_calls_retries(

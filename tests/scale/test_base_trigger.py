@@ -523,12 +523,12 @@ _ACCEPTOR_RESPONSES = [
 def test_acceptors_match_exactly_as_botocores(acceptor):
     from botocore.waiter import WaiterModel
 
-    from airflow_cleanrooms.triggers.base import _acceptors
+    from airflow_cleanrooms.wait_semantics import waiter_acceptors
 
     config = {"operation": "Op", "delay": 1, "maxAttempts": 2, "acceptors": [acceptor]}
     model = WaiterModel({"version": 2, "waiters": {"w": config}})
     waiter = model.get_waiter("w")
-    [ours] = _acceptors(waiter)
+    [ours] = waiter_acceptors(waiter)
     [theirs] = waiter.acceptors
     assert (ours.state, ours.explanation) == (theirs.state, theirs.explanation)
     for response in _ACCEPTOR_RESPONSES:

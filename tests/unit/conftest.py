@@ -34,6 +34,9 @@ def stub_for():
     stubbers: list[Stubber] = []
 
     def make(task: Any) -> Stubber:
+        # Start calls go through the hook's single-attempt client; a Stubber answers before any retry
+        # could happen, so the unit tests queue every call on the one stubbed client.
+        task.hook.__dict__["single_attempt_conn"] = task.hook.conn
         stubber = Stubber(task.hook.conn)
         stubber.activate()
         stubbers.append(stubber)

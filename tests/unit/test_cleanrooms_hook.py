@@ -18,17 +18,17 @@ from unit_support import (
 )
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
-from airflow_cleanrooms.hooks.cleanrooms_ml import (
+from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
+from airflow_cleanrooms.service_model import enum_values
+from airflow_cleanrooms.wait_semantics import (
     ML_INPUT_CHANNEL,
     RESOURCE_KINDS,
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     WAITERS_FILE,
-    CleanRoomsMLHook,
     format_duration,
-    is_transient_error,
+    is_transient,
 )
-from airflow_cleanrooms.service_model import enum_values
 
 
 class TestStatusSets:
@@ -53,22 +53,21 @@ class TestStatusSets:
         assert ML_INPUT_CHANNEL.success_statuses == {"ACTIVE"}
         assert "CREATE_FAILED" in ML_INPUT_CHANNEL.failure_statuses
 
-    def test_a_status_the_model_does_not_know_is_a_failure(self) -> None:
-        assert TRAINED_MODEL_INFERENCE_JOB.is_failure("SOMETHING_NEW")
+    def test_a_status_no_acceptor_names_keeps_the_wait_going(self) -> None:
+        # botocore's waiter semantics: a status a newer model adds is neither done nor failed.
+        assert not TRAINED_MODEL_INFERENCE_JOB.is_failure("SOMETHING_NEW")
+        assert not TRAINED_MODEL_INFERENCE_JOB.is_success("SOMETHING_NEW")
         assert not TRAINED_MODEL_INFERENCE_JOB.is_failure(None)
 
     @pytest.mark.parametrize("kind", RESOURCE_KINDS, ids=lambda k: k.waiter_name)
-    def test_packaged_waiter_agrees_with_the_status_sets(self, kind) -> None:
+    def test_packaged_waiter_names_every_status_of_the_model_once(self, kind) -> None:
         waiter = json.loads(WAITERS_FILE.read_text())["waiters"][kind.waiter_name]
         assert waiter["operation"] == kind.get_operation
-        by_state: dict[str, set[str]] = {"success": set(), "retry": set(), "failure": set()}
-        for acceptor in waiter["acceptors"]:
-            assert acceptor["matcher"] == "path"
-            assert acceptor["argument"] == "status"
-            by_state[acceptor["state"]].add(acceptor["expected"])
-        assert by_state["success"] == kind.success_statuses
-        assert by_state["retry"] == kind.pending_statuses
-        assert by_state["failure"] == kind.failure_statuses
+        named = [a["expected"] for a in waiter["acceptors"] if a["argument"] == "status"]
+        assert sorted(named) == sorted(kind.statuses)
+        sets = (kind.success_statuses, kind.pending_statuses, kind.failure_statuses)
+        assert sum(len(group) for group in sets) == len(kind.statuses)
+        assert set().union(*sets) == set(kind.statuses)
 
 
 class TestHook:
@@ -93,7 +92,7 @@ class TestHook:
         stubber.add_response(
             "get_trained_model_inference_job", job_response("CREATE_FAILED", details), GET_JOB
         )
-        state = hook.get_trained_model_inference_job(MEMBERSHIP, JOB_ARN)
+        state = hook.get_state(TRAINED_MODEL_INFERENCE_JOB, MEMBERSHIP, JOB_ARN)
         assert state.status == "CREATE_FAILED"
         assert state.status_details == details
         assert state.age_seconds() is not None
@@ -103,14 +102,16 @@ class TestHook:
         stubber.add_response(
             "get_trained_model", model_response("ACTIVE"), {**GET_MODEL, "versionIdentifier": VERSION}
         )
-        assert hook.get_trained_model(MEMBERSHIP, MODEL_ARN, VERSION).status == "ACTIVE"
+        assert (
+            hook.get_state(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, versionIdentifier=VERSION).status == "ACTIVE"
+        )
 
     def test_cancel_helpers(self, stubbed_hook) -> None:
         hook, stubber = stubbed_hook
         stubber.add_response("cancel_trained_model_inference_job", {}, GET_JOB)
         stubber.add_response("cancel_trained_model", {}, GET_MODEL)
-        hook.cancel_trained_model_inference_job(MEMBERSHIP, JOB_ARN)
-        hook.cancel_trained_model(MEMBERSHIP, MODEL_ARN)
+        hook.cancel(TRAINED_MODEL_INFERENCE_JOB, MEMBERSHIP, JOB_ARN)
+        hook.cancel(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN)
 
     def test_a_channel_cannot_be_cancelled(self, stubbed_hook) -> None:
         hook, _ = stubbed_hook
@@ -134,6 +135,13 @@ class TestWaitFor:
         )
         with pytest.raises(CleanRoomsMLJobFailedError, match=f"{status}: C: M"):
             hook.wait_for(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, waiter_delay=0, waiter_max_attempts=5)
+
+    def test_a_status_no_acceptor_names_is_waited_past(self, stubbed_hook) -> None:
+        hook, stubber = stubbed_hook
+        stubber.add_response("get_trained_model", model_response("SOMETHING_NEW"), GET_MODEL)
+        stubber.add_response("get_trained_model", model_response("ACTIVE"), GET_MODEL)
+        state = hook.wait_for(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, waiter_delay=0, waiter_max_attempts=5)
+        assert state.status == "ACTIVE"
 
     def test_max_attempts(self, stubbed_hook) -> None:
         hook, stubber = stubbed_hook
@@ -165,11 +173,11 @@ def test_transient_error_classification() -> None:
     def client_error(code: str, status: int) -> ClientError:
         return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
 
-    assert is_transient_error(client_error("ThrottlingException", 400))
-    assert is_transient_error(client_error("Whatever", 503))
-    assert is_transient_error(EndpointConnectionError(endpoint_url="http://x"))
-    assert not is_transient_error(client_error("ValidationException", 400))
-    assert not is_transient_error(client_error("ResourceNotFoundException", 404))
+    assert is_transient(client_error("ThrottlingException", 400))
+    assert is_transient(client_error("Whatever", 503))
+    assert is_transient(EndpointConnectionError(endpoint_url="http://x"))
+    assert not is_transient(client_error("ValidationException", 400))
+    assert not is_transient(client_error("ResourceNotFoundException", 404))
 
 
 def test_format_duration() -> None:

@@ -18,7 +18,6 @@ from unit_support import (
 )
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
-from airflow_cleanrooms.hooks.cleanrooms_ml import TRAINED_MODEL, TRAINED_MODEL_INFERENCE_JOB
 from airflow_cleanrooms.sensors.cleanrooms_ml import (
     CleanRoomsMLTrainedModelInferenceJobSensor,
     CleanRoomsMLTrainedModelSensor,
@@ -27,6 +26,7 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
 )
+from airflow_cleanrooms.wait_semantics import TRAINED_MODEL, TRAINED_MODEL_INFERENCE_JOB
 
 DETAILS = {"statusCode": "InternalError", "message": "the container crashed"}
 

@@ -8,7 +8,6 @@ import importlib
 from typing import Any
 
 import pytest
-from airflow.providers.amazon.aws.exceptions import WaiterTerminalFailure
 from botocore.stub import Stubber
 from unit_support import GET_JOB, JOB_ARN, MEMBERSHIP, MODEL_ARN, VERSION
 
@@ -78,29 +77,6 @@ def test_inference_trigger_shape() -> None:
     assert isinstance(hook, CleanRoomsMLHook)
     assert hook.aws_conn_id == "my_aws"
     assert hook._region_name == "eu-west-1"
-
-
-def test_error_event_carries_status_and_details() -> None:
-    details = {"statusCode": "E", "message": "m"}
-    error = WaiterTerminalFailure(
-        "failed", last_response={"status": "CREATE_FAILED", "statusDetails": details}
-    )
-    event = TRIGGERS[0]._event_from_exception(error).payload
-    assert event == {
-        "status": "error",
-        "message": "failed",
-        "trained_model_inference_job_arn": JOB_ARN,
-        "job_status": "CREATE_FAILED",
-        "status_details": details,
-    }
-
-
-def test_error_event_without_a_final_status() -> None:
-    from airflow.providers.common.compat.sdk import AirflowException
-
-    event = TRIGGERS[0]._event_from_exception(AirflowException("max attempts reached")).payload
-    assert event["job_status"] is None
-    assert event["status_details"] is None
 
 
 class _StubbedAsyncConn:

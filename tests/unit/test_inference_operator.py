@@ -14,6 +14,7 @@ from unit_support import (
     JOB_ARN,
     MEMBERSHIP,
     MODEL_ARN,
+    expect_durable_start,
     job_response,
 )
 
@@ -22,10 +23,10 @@ from airflow_cleanrooms.exceptions import (
     CleanRoomsMLRequestError,
     CleanRoomsMLWaitTimeoutError,
 )
-from airflow_cleanrooms.hooks.cleanrooms_ml import TRAINED_MODEL_INFERENCE_JOB
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
 from airflow_cleanrooms.service_model import camel_to_snake, input_members
 from airflow_cleanrooms.triggers.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobCompleteTrigger
+from airflow_cleanrooms.wait_semantics import TRAINED_MODEL_INFERENCE_JOB
 
 OP = "StartTrainedModelInferenceJob"
 FAILURE_STATUSES = sorted(TRAINED_MODEL_INFERENCE_JOB.failure_statuses)
@@ -79,10 +80,11 @@ class TestSyncExecution:
     def test_starts_waits_and_returns_the_job_arn(self, stub_for, context, ti) -> None:
         op = make(environment={"MODEL_THRESHOLD": "0.7"}, tags={"team": "growth"})
         stubber = stub_for(op)
-        stubber.add_response(
-            "start_trained_model_inference_job",
-            start_response(),
+        expect_durable_start(
+            stubber,
+            context["ti"],
             {**INFERENCE_REQUEST, "environment": {"MODEL_THRESHOLD": "0.7"}, "tags": {"team": "growth"}},
+            start_response(),
         )
         for status in ("CREATE_PENDING", "CREATE_IN_PROGRESS", "ACTIVE"):
             stubber.add_response("get_trained_model_inference_job", job_response(status), GET_JOB)
@@ -95,7 +97,7 @@ class TestSyncExecution:
     def test_logs_each_status_change_with_time_spent(self, stub_for, context, capsys) -> None:
         op = make()
         stubber = stub_for(op)
-        stubber.add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stubber, context["ti"], INFERENCE_REQUEST, start_response())
         for status in ("CREATE_PENDING", "CREATE_PENDING", "CREATE_IN_PROGRESS", "ACTIVE"):
             stubber.add_response("get_trained_model_inference_job", job_response(status), GET_JOB)
         op.execute(context)
@@ -108,7 +110,7 @@ class TestSyncExecution:
     def test_each_failure_status_fails_with_status_details(self, stub_for, context, status) -> None:
         op = make()
         stubber = stub_for(op)
-        stubber.add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stubber, context["ti"], INFERENCE_REQUEST, start_response())
         stubber.add_response("get_trained_model_inference_job", job_response("CREATE_IN_PROGRESS"), GET_JOB)
         stubber.add_response("get_trained_model_inference_job", job_response(status, DETAILS), GET_JOB)
         with pytest.raises(CleanRoomsMLJobFailedError) as raised:
@@ -121,7 +123,7 @@ class TestSyncExecution:
     def test_max_attempts_exhausted_cancels_and_fails(self, stub_for, context) -> None:
         op = make(waiter_max_attempts=3)
         stubber = stub_for(op)
-        stubber.add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stubber, context["ti"], INFERENCE_REQUEST, start_response())
         for _ in range(3):
             stubber.add_response(
                 "get_trained_model_inference_job", job_response("CREATE_IN_PROGRESS"), GET_JOB
@@ -133,7 +135,7 @@ class TestSyncExecution:
     def test_max_attempts_exhausted_without_cancel_on_kill(self, stub_for, context) -> None:
         op = make(waiter_max_attempts=2, cancel_on_kill=False)
         stubber = stub_for(op)
-        stubber.add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stubber, context["ti"], INFERENCE_REQUEST, start_response())
         for _ in range(2):
             stubber.add_response("get_trained_model_inference_job", job_response("CREATE_PENDING"), GET_JOB)
         with pytest.raises(CleanRoomsMLWaitTimeoutError):
@@ -141,13 +143,13 @@ class TestSyncExecution:
 
     def test_no_wait(self, stub_for, context) -> None:
         op = make(wait_for_completion=False)
-        stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stub_for(op), context["ti"], INFERENCE_REQUEST, start_response())
         assert op.execute(context) == JOB_ARN
 
     def test_transient_errors_while_waiting_are_tolerated(self, stub_for, context) -> None:
         op = make()
         stubber = stub_for(op)
-        stubber.add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stubber, context["ti"], INFERENCE_REQUEST, start_response())
         stubber.add_client_error(
             "get_trained_model_inference_job",
             "ThrottlingException",
@@ -164,7 +166,7 @@ class TestSyncExecution:
     def test_not_found_while_waiting_is_raised(self, stub_for, context) -> None:
         op = make()
         stubber = stub_for(op)
-        stubber.add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stubber, context["ti"], INFERENCE_REQUEST, start_response())
         stubber.add_client_error(
             "get_trained_model_inference_job",
             "ResourceNotFoundException",
@@ -180,14 +182,14 @@ class TestCancelOnKill:
     def test_on_kill_cancels_the_started_job(self, stub_for, context) -> None:
         op = make(wait_for_completion=False)
         stubber = stub_for(op)
-        stubber.add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stubber, context["ti"], INFERENCE_REQUEST, start_response())
         op.execute(context)
         stubber.add_response("cancel_trained_model_inference_job", {}, GET_JOB)
         op.on_kill()
 
     def test_on_kill_respects_opt_out(self, stub_for, context) -> None:
         op = make(wait_for_completion=False, cancel_on_kill=False)
-        stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stub_for(op), context["ti"], INFERENCE_REQUEST, start_response())
         op.execute(context)
         op.on_kill()  # a cancel call would hit the Stubber with nothing queued and raise
 
@@ -199,7 +201,7 @@ class TestCancelOnKill:
     def test_cancel_failure_is_logged_not_raised(self, stub_for, context, capsys) -> None:
         op = make(wait_for_completion=False)
         stubber = stub_for(op)
-        stubber.add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stubber, context["ti"], INFERENCE_REQUEST, start_response())
         op.execute(context)
         stubber.add_client_error(
             "cancel_trained_model_inference_job",
@@ -233,7 +235,7 @@ class TestCliInputJson:
             region_name="us-east-1",
             wait_for_completion=False,
         )
-        stub_for(op).add_response("start_trained_model_inference_job", start_response(), self.SKELETON)
+        expect_durable_start(stub_for(op), context["ti"], self.SKELETON, start_response())
         assert op.execute(context) == JOB_ARN
 
     def test_explicit_arguments_override_json_members_whole(self, stub_for, context) -> None:
@@ -247,7 +249,7 @@ class TestCliInputJson:
             wait_for_completion=False,
         )
         expected = {**self.SKELETON, "name": "explicit", "resourceConfig": {"instanceType": "ml.c5.xlarge"}}
-        stub_for(op).add_response("start_trained_model_inference_job", start_response(), expected)
+        expect_durable_start(stub_for(op), context["ti"], expected, start_response())
         op.execute(context)
 
     def test_cli_input_yaml(self, stub_for, context) -> None:
@@ -262,8 +264,8 @@ class TestCliInputJson:
             wait_for_completion=False,
         )
         assert "cli_input_yaml" in op.template_fields
-        stub_for(op).add_response(
-            "start_trained_model_inference_job", start_response(), {**self.SKELETON, "name": "explicit"}
+        expect_durable_start(
+            stub_for(op), context["ti"], {**self.SKELETON, "name": "explicit"}, start_response()
         )
         op.execute(context)
 
@@ -341,7 +343,7 @@ class TestValidationBeforeAnyCall:
             "resourceConfig": {"instanceType": "ml.m5.xlarge", "instanceCount": 2},
             "containerExecutionParameters": {"maxPayloadInMB": 10},
         }
-        stub_for(op).add_response("start_trained_model_inference_job", start_response(), expected)
+        expect_durable_start(stub_for(op), context["ti"], expected, start_response())
         op.wait_for_completion = False
         op.execute(context)
 
@@ -365,10 +367,11 @@ class TestValidationBeforeAnyCall:
         op = make(
             environment={"DB_PASSWORD": "s3cr3t-value", "MODEL_THRESHOLD": "0.7"}, wait_for_completion=False
         )
-        stub_for(op).add_response(
-            "start_trained_model_inference_job",
-            start_response(),
+        expect_durable_start(
+            stub_for(op),
+            context["ti"],
             {**INFERENCE_REQUEST, "environment": {"DB_PASSWORD": "s3cr3t-value", "MODEL_THRESHOLD": "0.7"}},
+            start_response(),
         )
         op.execute(context)
         assert masked == [("DB_PASSWORD", "s3cr3t-value")]
@@ -379,10 +382,11 @@ class TestValidationBeforeAnyCall:
         op = make(
             environment={"API_TOKEN": "tok-98765-abcdef", "MODEL_THRESHOLD": "0.7"}, wait_for_completion=False
         )
-        stub_for(op).add_response(
-            "start_trained_model_inference_job",
-            start_response(),
+        expect_durable_start(
+            stub_for(op),
+            context["ti"],
             {**INFERENCE_REQUEST, "environment": {"API_TOKEN": "tok-98765-abcdef", "MODEL_THRESHOLD": "0.7"}},
+            start_response(),
         )
         op.execute(context)
         assert "tok-98765-abcdef" not in redact("value is tok-98765-abcdef here")
@@ -395,7 +399,7 @@ class TestValidationBeforeAnyCall:
 class TestDeferrable:
     def test_defers_with_the_job_trigger(self, stub_for, context, ti) -> None:
         op = make(deferrable=True, waiter_delay=7, waiter_max_attempts=9)
-        stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stub_for(op), context["ti"], INFERENCE_REQUEST, start_response())
         with pytest.raises(TaskDeferred) as deferred:
             op.execute(context)
         trigger = deferred.value.trigger
@@ -414,7 +418,7 @@ class TestDeferrable:
         from datetime import timedelta
 
         op = make(deferrable=True, execution_timeout=timedelta(minutes=30))
-        stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+        expect_durable_start(stub_for(op), context["ti"], INFERENCE_REQUEST, start_response())
         with pytest.raises(TaskDeferred) as deferred:
             op.execute(context)
         assert deferred.value.timeout == timedelta(minutes=30)
@@ -508,7 +512,7 @@ class TestDeferrable:
 
 def test_trained_model_arn_from_upstream_xcom_is_used_as_is(stub_for, context) -> None:
     op = make(trained_model_arn=MODEL_ARN, wait_for_completion=False)
-    stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+    expect_durable_start(stub_for(op), context["ti"], INFERENCE_REQUEST, start_response())
     assert op.execute(context) == JOB_ARN
 
 
@@ -525,9 +529,6 @@ def test_a_member_without_an_explicit_parameter_is_still_accepted(stub_for, cont
         def __init__(self, *, membership_identifier: str, **kwargs: Any) -> None:
             super().__init__(api_arguments={"membership_identifier": membership_identifier}, **kwargs)
 
-        def call_start(self, context: Any, request: dict[str, Any]) -> str:
-            return self.hook.start_trained_model_inference_job(request)
-
     arguments = {k: v for k, v in INFERENCE_ARGS.items() if k != "membership_identifier"}
     op = MinimalOperator(
         task_id="t",
@@ -539,6 +540,7 @@ def test_a_member_without_an_explicit_parameter_is_still_accepted(stub_for, cont
         **arguments,
     )
     assert op.ml_model_inference_payer_account_id == "123456789012"
+    # Not durable (no CleanRoomsMLDurableMixin): the plain start call, no lookup.
     stub_for(op).add_response(
         "start_trained_model_inference_job",
         start_response(),
@@ -568,7 +570,7 @@ def test_a_misspelled_argument_fails_at_parse_time_with_a_suggestion(wrong, mean
 def test_empty_optional_values_mean_not_given(stub_for, context) -> None:
     """``description="{{ params.description }}"`` with an empty param leaves the member out."""
     op = make(description="", kms_key_arn="", wait_for_completion=False)
-    stub_for(op).add_response("start_trained_model_inference_job", start_response(), INFERENCE_REQUEST)
+    expect_durable_start(stub_for(op), context["ti"], INFERENCE_REQUEST, start_response())
     op.execute(context)
 
 

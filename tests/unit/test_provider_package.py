@@ -85,7 +85,7 @@ def test_airflow_providers_list_shows_the_provider(airflow_home) -> None:
 
 
 def test_waiter_json_is_packaged() -> None:
-    from airflow_cleanrooms.hooks.cleanrooms_ml import WAITERS_FILE
+    from airflow_cleanrooms.wait_semantics import WAITERS_FILE
 
     assert WAITERS_FILE.is_file()
     assert WAITERS_FILE.is_relative_to(Path(importlib.import_module("airflow_cleanrooms").__file__).parent)

@@ -16,6 +16,7 @@ from unit_support import (
     TRAINING_ARGS,
     VERSION,
     channel_response,
+    expect_durable_start,
     model_response,
 )
 
@@ -86,15 +87,16 @@ class TestCreateTrainedModel:
             training_input_mode="File",
         )
         stubber = stub_for(op)
-        stubber.add_response(
-            "create_trained_model",
-            CREATED,
+        expect_durable_start(
+            stubber,
+            context["ti"],
             {
                 **TRAINING_REQUEST,
                 "hyperparameters": {"epochs": "3"},
                 "stoppingCondition": {"maxRuntimeInSeconds": 3600},
                 "trainingInputMode": "File",
             },
+            CREATED,
         )
         stubber.add_response("get_trained_model", model_response("CREATE_IN_PROGRESS"), GET_VERSION)
         stubber.add_response("get_trained_model", model_response("ACTIVE"), GET_VERSION)
@@ -113,7 +115,7 @@ class TestCreateTrainedModel:
     def test_failure_status(self, stub_for, context, status) -> None:
         op = training()
         stubber = stub_for(op)
-        stubber.add_response("create_trained_model", CREATED, TRAINING_REQUEST)
+        expect_durable_start(stubber, context["ti"], TRAINING_REQUEST, CREATED)
         stubber.add_response(
             "get_trained_model",
             model_response(status, {"statusCode": "AlgorithmError", "message": "bad"}),
@@ -125,7 +127,7 @@ class TestCreateTrainedModel:
     def test_timeout_cancels_the_training_version(self, stub_for, context) -> None:
         op = training(waiter_max_attempts=1)
         stubber = stub_for(op)
-        stubber.add_response("create_trained_model", CREATED, TRAINING_REQUEST)
+        expect_durable_start(stubber, context["ti"], TRAINING_REQUEST, CREATED)
         stubber.add_response("get_trained_model", model_response("CREATE_IN_PROGRESS"), GET_VERSION)
         stubber.add_response("cancel_trained_model", {}, GET_VERSION)
         with pytest.raises(CleanRoomsMLWaitTimeoutError):
@@ -134,7 +136,7 @@ class TestCreateTrainedModel:
     def test_on_kill_cancels_the_training(self, stub_for, context) -> None:
         op = training(wait_for_completion=False)
         stubber = stub_for(op)
-        stubber.add_response("create_trained_model", CREATED, TRAINING_REQUEST)
+        expect_durable_start(stubber, context["ti"], TRAINING_REQUEST, CREATED)
         op.execute(context)
         stubber.add_response("cancel_trained_model", {}, GET_VERSION)
         op.on_kill()
@@ -151,7 +153,7 @@ class TestCreateTrainedModel:
 
     def test_deferrable_hands_the_version_to_the_trigger(self, stub_for, context, ti) -> None:
         op = training(deferrable=True)
-        stub_for(op).add_response("create_trained_model", CREATED, TRAINING_REQUEST)
+        expect_durable_start(stub_for(op), context["ti"], TRAINING_REQUEST, CREATED)
         with pytest.raises(TaskDeferred) as deferred:
             op.execute(context)
         trigger = deferred.value.trigger

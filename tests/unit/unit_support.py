@@ -103,15 +103,62 @@ GET_MODEL = {"membershipIdentifier": MEMBERSHIP, "trainedModelArn": MODEL_ARN}
 
 
 class FakeTaskInstance:
-    """Just enough of a task instance for operators: XCom push/pull kept in a dict."""
+    """
+    Just enough of a task instance for operators, shaped like Airflow's: the key that durable
+    execution's identity tag is made of (dag_id, task_id, run_id, map_index), try_number, and XCom
+    push/pull kept in a dict.
+    """
 
-    def __init__(self, task_id: str = "task") -> None:
+    def __init__(self, task_id: str = "task", *, try_number: int = 1) -> None:
+        self.dag_id = "unit_dag"
         self.task_id = task_id
+        self.run_id = "manual__2026-01-01T00:00:00+00:00"
         self.map_index = -1
+        self.try_number = try_number
         self.xcoms: dict[str, Any] = {}
+
+    @property
+    def identity(self) -> str:
+        """The identity tag value durable execution puts on the jobs this task instance starts."""
+        from airflow_cleanrooms.operators.durable import task_instance_identity
+
+        return task_instance_identity(self.dag_id, self.task_id, self.run_id, self.map_index)
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
 
     def xcom_pull(self, task_ids: str | None = None, key: str = "return_value", **_: Any) -> Any:
         return self.xcoms.get(key)
+
+
+def expect_durable_start(
+    stubber: Any,
+    ti: FakeTaskInstance,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    listed: list[dict[str, Any]] | None = None,
+) -> None:
+    """
+    Queue what a durable start calls: the membership's listing (``listed``, default empty), then the
+    start call with the request plus the task instance's identity tag.
+    """
+    from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+    from airflow_cleanrooms.wait_semantics import RESOURCE_KINDS
+
+    kind = next(
+        k for k in RESOURCE_KINDS if k.start_operation and k.list_operation and k.arn_member in response
+    )
+    assert kind.list_operation is not None and kind.start_operation is not None
+    stubber.add_response(
+        xform(kind.list_operation),
+        {kind.list_result_key: listed or []},
+        {"membershipIdentifier": request["membershipIdentifier"], "maxResults": kind.list_page_size},
+    )
+    tagged = {**request, "tags": {**request.get("tags", {}), IDENTITY_TAG_KEY: ti.identity}}
+    stubber.add_response(xform(kind.start_operation), response, tagged)
+
+
+def xform(operation_name: str) -> str:
+    from botocore import xform_name
+
+    return xform_name(operation_name)

@@ -79,3 +79,27 @@ with DAG(
         waiter_delay=1,
         execution_timeout=timedelta(seconds=3),
     )
+
+for deferrable in (False, True):
+    with DAG(
+        "core_inference_cli_input_json" + ("_deferrable" if deferrable else ""),
+        schedule=None,
+        params={"membership_id": "", "trained_model_arn": "", "channel_arn": ""},
+    ) as json_dag:
+        # Issue 11: every API member in the CLI document, no other API argument.
+        CleanRoomsMLStartTrainedModelInferenceJobOperator(
+            task_id="start_inference",
+            aws_conn_id=CONN_ID,
+            cli_input_json={
+                "membershipIdentifier": "{{ params.membership_id }}",
+                "name": "from-json-{{ dag_run.run_after | ts_nodash }}",
+                "trainedModelArn": "{{ params.trained_model_arn }}",
+                "resourceConfig": {"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+                "outputConfiguration": {"members": [{"accountId": "444455556666"}]},
+                "dataSource": {"mlInputChannelArn": "{{ params.channel_arn }}"},
+            },
+            waiter_delay=1,
+            waiter_max_attempts=60,
+            deferrable=deferrable,
+        )
+    globals()[json_dag.dag_id] = json_dag

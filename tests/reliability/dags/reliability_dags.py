@@ -23,23 +23,11 @@ from airflow.sdk import DAG
 from bad_input_corpus import CORPUS, RENDERED_STRING, arguments
 
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
-from airflow_cleanrooms.operators.durable import (
-    INFERENCE_JOB_KIND,
-    CleanRoomsMLDurableJobMixin,
-    CleanRoomsMLDurableOperatorMixin,
-)
 
 MARKERS = Path(os.environ.get("RELIABILITY_MARKERS", "/tmp/reliability-markers"))
 CONN_ID = os.environ.get("RELIABILITY_CONN_ID", "cleanrooms_emulator")
 
-if issubclass(CleanRoomsMLStartTrainedModelInferenceJobOperator, CleanRoomsMLDurableJobMixin):
-    _Inference: type = CleanRoomsMLStartTrainedModelInferenceJobOperator
-else:  # until the operator module puts the durable mixin on itself
-    _Inference = type(
-        "CleanRoomsMLStartTrainedModelInferenceJobOperator",
-        (CleanRoomsMLDurableOperatorMixin, CleanRoomsMLStartTrainedModelInferenceJobOperator),
-        {"durable_job_kind": INFERENCE_JOB_KIND},
-    )
+_Inference = CleanRoomsMLStartTrainedModelInferenceJobOperator
 
 
 def _marker(context: Any, suffix: str) -> Path:
