@@ -38,6 +38,11 @@ from airflow_cleanrooms.wait_semantics import (
 _ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
 
 
+def start_backoff(retry: int) -> float:
+    """botocore's standard-mode backoff (jittered exponential, capped) before a start call's ``retry``."""
+    return float(ExponentialBackoff().delay_amount(RetryContext(attempt_number=retry)))
+
+
 def _utc(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
@@ -134,7 +139,7 @@ class CleanRoomsMLHook(AwsBaseHook):
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
             if attempt > 1:
-                time.sleep(float(ExponentialBackoff().delay_amount(RetryContext(attempt_number=attempt - 1))))
+                time.sleep(start_backoff(attempt - 1))
             try:
                 return self.start(kind, request, client=self.single_attempt_conn), None
             except (ClientError, BotoCoreError) as error:

@@ -332,9 +332,9 @@ def test_a_start_whose_answer_was_lost_continues_with_the_job_it_created(
 def test_start_refused_by_transient_faults_is_retried_and_starts_one_job(
     cleanrooms_emulator: Any, seeded: dict, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import airflow_cleanrooms.operators.durable as durable
+    import airflow_cleanrooms.hooks.cleanrooms_ml as hook_module
 
-    monkeypatch.setattr(durable, "_backoff", lambda retry: 0.01)
+    monkeypatch.setattr(hook_module, "start_backoff", lambda retry: 0.01)
     cleanrooms_emulator.control.set_faults(operations=[START], **{fault: 3})
     arn = operator(cleanrooms_emulator, seeded).execute(
         make_context(FakeTaskInstance(), FakeTaskStateStore())
