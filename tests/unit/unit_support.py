@@ -115,6 +115,7 @@ class FakeTaskInstance:
         self.run_id = "manual__2026-01-01T00:00:00+00:00"
         self.map_index = -1
         self.try_number = try_number
+        self.stats_tags: dict[str, str] = {}
         self.xcoms: dict[str, Any] = {}
 
     @property
