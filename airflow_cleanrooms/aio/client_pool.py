@@ -3,9 +3,9 @@ One AWS client per connection identity, shared by the triggers of one event loop
 
 Why: the amazon provider's ``AwsBaseWaiterTrigger`` opens a new aiobotocore client for every trigger,
 and the client's ``__aenter__`` builds the session, resolves credentials and loads the service model
-on the triggerer's event loop. Measured on the project machine (see BENCHMARKS.md), 200 clients opened
-at once stalled the loop for up to 1.78 s. Here a trigger leases a client from the pool of its running
-loop instead:
+on the triggerer's event loop, which stalls it when many triggers start together (BENCHMARKS.md,
+"Why the client pool and the poll scheduler"). Here a trigger leases a client from the pool of its
+running loop instead:
 
 * the key (:class:`ClientKey`) is everything that makes two clients differ: transport, hook class and
   service, connection id, region, SSL verification, botocore config, endpoint URL and a hash of the
@@ -24,9 +24,7 @@ Two transports, chosen per trigger class (``CleanRoomsMLBaseWaiterTrigger.client
     (:data:`THREAD_WORKERS` threads, the client's connection pool sized to match). The request's
     serialization, signing, socket I/O and parsing stay off the event loop, and the client is the
     same boto3 stack the operators' hook uses (no aiobotocore, whose releases pin botocore, at run
-    time). Measured at 1,000 waits (BENCHMARKS.md), with calls bounded by the poll scheduler both
-    transports keep the loop's largest stall under 30 ms; ``"aio"`` spends about 20% less CPU,
-    ``"thread"`` promotes fewer objects into the collector's old generation.
+    time). BENCHMARKS.md compares the two transports ("Why the thread transport is the default").
 ``"aio"``
     One aiobotocore client, built and entered off the loop (on a short-lived private loop in a worker
     thread: it binds nothing to that loop; its aiohttp session and locks are created lazily on the

@@ -6,10 +6,9 @@ sleeping trigger keeps that sleep's coroutine, future, ``TimerHandle``, argument
 copy alive for the whole interval, and a due poll keeps its call's coroutine, futures, work item and
 callbacks alive while it queues for a thread. With a thousand waits, CPython's young collections
 promote thousands of such objects into the old generation, and once the promoted objects exceed a
-quarter of the old generation CPython runs a full collection: one pause over the whole heap (about
-120 ms on the project machine for a process that has only imported ``airflow.sdk``), which stops the
-triggerer's event loop like any other synchronous work. Measured with ``scripts/bench``
-(BENCHMARKS.md, "objects promoted to the old generation per wait").
+quarter of the old generation CPython runs a full collection: one pause over the whole heap, which
+stops the triggerer's event loop like any other synchronous work. ``scripts/bench`` measures it
+(BENCHMARKS.md: "objects promoted to the old generation per wait", and the cost of a full collection).
 
 Here a wait is one :class:`Polling` record, created once: between polls it sits on the scheduler's
 heap (ordered by its next due time, no per-poll object), and at most :attr:`PollScheduler.max_in_flight`

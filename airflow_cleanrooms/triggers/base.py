@@ -6,11 +6,9 @@ only :meth:`CleanRoomsMLBaseWaiterTrigger.run`: client creation and the polling 
 
 Why replace it: the amazon provider's ``run()`` opens a fresh aiobotocore client per trigger
 (``async with await hook.get_async_conn()``) and the client's construction blocks the triggerer's
-event loop. Measured on this project's machine with ``AwsGenericHook.get_async_conn()`` for
-``cleanroomsml``: 200 clients opened at once blocked the loop for up to 1.78 s (one alone 0.17 s);
-200 waits through the whole ``AwsBaseWaiterTrigger`` path stalled it for up to 5.0 s, grew RSS by
-1.8 MiB per wait and took 13 s where the poll schedule needs about 3 s. Here, a trigger leases one
-client per connection identity from the running loop's
+event loop; with hundreds of waits that stalls the loop for seconds and costs hundreds of KiB per
+wait (BENCHMARKS.md has the figures, ours and the provider's path side by side). Here, a trigger
+leases one client per connection identity from the running loop's
 :class:`~airflow_cleanrooms.aio.client_pool.SharedClientPool` (built off the loop, shared,
 reference-counted, closed when idle; by default a boto3 client whose calls run on a small thread
 pool), and its polls run on the loop's :class:`~airflow_cleanrooms.aio.poll_scheduler.PollScheduler`
@@ -18,14 +16,11 @@ pool), and its polls run on the loop's :class:`~airflow_cleanrooms.aio.poll_sche
 wait keeps one small record and what its events need (status, status details, a description),
 never a response: with a thousand waits, whatever a wait keeps across its interval is promoted into
 the garbage collector's old generation, and enough of that triggers a full collection, a pause over
-the whole process (120-150 ms on the project machine). ``scripts/bench`` measures both paths side
-by side; at 1,000 waits (BENCHMARKS.md) the largest stall was 15-28 ms with no full collection
-against the provider path's 3.1-4.0 s and 17 full collections, 3.7 KiB per wait against 389-426
-KiB, and a job's event at most 5 s (the poll interval) after it turned ``ACTIVE`` against 39 s.
+the whole process.
 
-Waiter semantics are botocore's: the waiter model (the hook's custom waiter JSON, or the service's
-official waiters) is loaded into a ``botocore.waiter.SingleWaiterConfig`` and each response is
-matched against its acceptors in order, as ``botocore.waiter.Waiter.wait`` does.
+Waiter semantics are botocore's and shared with the sync waits: :mod:`airflow_cleanrooms.wait_semantics`
+loads the waiter model (the hook's custom waiter JSON, or the service's official waiters) and matches
+each response against its acceptors in order, as ``botocore.waiter.Waiter.wait`` does.
 """
 
 from __future__ import annotations
