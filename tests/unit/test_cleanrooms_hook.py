@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
 from unit_support import (
     GET_JOB,
     GET_MODEL,
@@ -27,7 +26,6 @@ from airflow_cleanrooms.wait_semantics import (
     TRAINED_MODEL_INFERENCE_JOB,
     WAITERS_FILE,
     format_duration,
-    is_transient,
 )
 
 
@@ -165,19 +163,6 @@ class TestWaitFor:
                 waiter_max_attempts=50,
                 max_error_streak=2,
             )
-
-
-def test_transient_error_classification() -> None:
-    from botocore.exceptions import ClientError
-
-    def client_error(code: str, status: int) -> ClientError:
-        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
-
-    assert is_transient(client_error("ThrottlingException", 400))
-    assert is_transient(client_error("Whatever", 503))
-    assert is_transient(EndpointConnectionError(endpoint_url="http://x"))
-    assert not is_transient(client_error("ValidationException", 400))
-    assert not is_transient(client_error("ResourceNotFoundException", 404))
 
 
 def test_format_duration() -> None:
