@@ -37,12 +37,12 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         serialized_fields: dict[str, Any],
         waiter_args_extra: dict[str, Any] | None = None,
         cancel_on_kill: bool = False,
-        waiter_delay: int,
-        waiter_max_attempts: int,
-        aws_conn_id: str | None,
-        region_name: str | None,
-        verify: bool | str | None,
-        botocore_config: dict | None,
+        waiter_delay: int = 60,
+        waiter_max_attempts: int = 720,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
     ) -> None:
         kind = self.kind
         self.membership_identifier = membership_identifier
@@ -101,14 +101,10 @@ class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceT
 
     :param membership_identifier: The membership ID of the membership that contains the job.
     :param trained_model_inference_job_arn: The ARN of the trained model inference job.
-    :param waiter_delay: Seconds between status checks.
-    :param waiter_max_attempts: Maximum number of status checks.
-    :param cancel_on_kill: Cancel the job if the deferred task is killed (set by the operator that
-        started the job).
-    :param aws_conn_id: The Airflow connection used for AWS credentials.
-    :param region_name: AWS region name.
-    :param verify: Whether or not to verify SSL certificates.
-    :param botocore_config: Configuration dictionary (key-values) for the botocore client.
+    :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
+        (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
+        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
+        ``botocore_config``.
     """
 
     kind = TRAINED_MODEL_INFERENCE_JOB
@@ -118,13 +114,7 @@ class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceT
         *,
         membership_identifier: str,
         trained_model_inference_job_arn: str,
-        waiter_delay: int = 60,
-        waiter_max_attempts: int = 720,
-        cancel_on_kill: bool = False,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             membership_identifier=membership_identifier,
@@ -133,13 +123,7 @@ class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceT
                 "membership_identifier": membership_identifier,
                 "trained_model_inference_job_arn": trained_model_inference_job_arn,
             },
-            cancel_on_kill=cancel_on_kill,
-            waiter_delay=waiter_delay,
-            waiter_max_attempts=waiter_max_attempts,
-            aws_conn_id=aws_conn_id,
-            region_name=region_name,
-            verify=verify,
-            botocore_config=botocore_config,
+            **kwargs,
         )
 
 
@@ -153,13 +137,10 @@ class CleanRoomsMLTrainedModelCompleteTrigger(_CleanRoomsMLResourceTrigger):
     :param membership_identifier: The membership ID of the membership that contains the trained model.
     :param trained_model_arn: The ARN of the trained model.
     :param version_identifier: The version of the trained model to wait for (optional).
-    :param waiter_delay: Seconds between status checks.
-    :param waiter_max_attempts: Maximum number of status checks.
-    :param cancel_on_kill: Cancel the training if the deferred task is killed.
-    :param aws_conn_id: The Airflow connection used for AWS credentials.
-    :param region_name: AWS region name.
-    :param verify: Whether or not to verify SSL certificates.
-    :param botocore_config: Configuration dictionary (key-values) for the botocore client.
+    :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
+        (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
+        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
+        ``botocore_config``.
     """
 
     kind = TRAINED_MODEL
@@ -170,13 +151,7 @@ class CleanRoomsMLTrainedModelCompleteTrigger(_CleanRoomsMLResourceTrigger):
         membership_identifier: str,
         trained_model_arn: str,
         version_identifier: str | None = None,
-        waiter_delay: int = 60,
-        waiter_max_attempts: int = 720,
-        cancel_on_kill: bool = False,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
+        **kwargs: Any,
     ) -> None:
         fields: dict[str, Any] = {
             "membership_identifier": membership_identifier,
@@ -189,13 +164,7 @@ class CleanRoomsMLTrainedModelCompleteTrigger(_CleanRoomsMLResourceTrigger):
             arn=trained_model_arn,
             serialized_fields=fields,
             waiter_args_extra={"versionIdentifier": version_identifier},
-            cancel_on_kill=cancel_on_kill,
-            waiter_delay=waiter_delay,
-            waiter_max_attempts=waiter_max_attempts,
-            aws_conn_id=aws_conn_id,
-            region_name=region_name,
-            verify=verify,
-            botocore_config=botocore_config,
+            **kwargs,
         )
 
 
@@ -207,12 +176,10 @@ class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
 
     :param membership_identifier: The membership ID of the membership that contains the channel.
     :param ml_input_channel_arn: The ARN of the ML input channel.
-    :param waiter_delay: Seconds between status checks.
-    :param waiter_max_attempts: Maximum number of status checks.
-    :param aws_conn_id: The Airflow connection used for AWS credentials.
-    :param region_name: AWS region name.
-    :param verify: Whether or not to verify SSL certificates.
-    :param botocore_config: Configuration dictionary (key-values) for the botocore client.
+    :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
+        (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
+        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
+        ``botocore_config``.
     """
 
     kind = ML_INPUT_CHANNEL
@@ -222,13 +189,7 @@ class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
         *,
         membership_identifier: str,
         ml_input_channel_arn: str,
-        waiter_delay: int = 60,
-        waiter_max_attempts: int = 720,
-        cancel_on_kill: bool = False,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             membership_identifier=membership_identifier,
@@ -237,11 +198,5 @@ class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
                 "membership_identifier": membership_identifier,
                 "ml_input_channel_arn": ml_input_channel_arn,
             },
-            cancel_on_kill=cancel_on_kill,
-            waiter_delay=waiter_delay,
-            waiter_max_attempts=waiter_max_attempts,
-            aws_conn_id=aws_conn_id,
-            region_name=region_name,
-            verify=verify,
-            botocore_config=botocore_config,
+            **kwargs,
         )
