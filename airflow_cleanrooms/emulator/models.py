@@ -100,6 +100,8 @@ class Caller:
 
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
+    # The control endpoint's own calls (seeding): never refused by a service quota.
+    quota_exempt: bool = False
 
     @property
     def partition(self) -> str:
@@ -684,7 +686,7 @@ class CleanRoomsMLBackend:
                 )
 
     def _check_quota(self, db: sqlite3.Connection, kind: str, membership: str, caller: Caller) -> None:
-        if self.quotas is not None:
+        if self.quotas is not None and not caller.quota_exempt:
             self.quotas.check(db, kind, membership, caller, self.now())
 
     def get_trained_model(self, params: dict[str, Any], caller: Caller) -> View:

@@ -10,6 +10,7 @@ and the result is serialized with botocore's own rest-json serializer against th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -283,6 +284,10 @@ class CleanRoomsMLResponses:
         return body
 
     def call(self, operation: str, params: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
-        """Run an operation in-process (validated, not logged, no faults) and return its JSON result."""
-        reply = self._call(operation, dict(params), caller or Caller(), new_request_id())
+        """
+        Run an operation in-process (validated; not logged, no faults, no limits: the control endpoint
+        seeds with it) and return its JSON result.
+        """
+        exempt = dataclasses.replace(caller or Caller(), quota_exempt=True)
+        reply = self._call(operation, dict(params), exempt, new_request_id())
         return json.loads(reply.body)  # type: ignore[no-any-return]
