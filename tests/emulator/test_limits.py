@@ -524,3 +524,28 @@ def test_limits_off_by_flag_and_by_env_in_a_process(cleanrooms_emulator_process:
                 assert error.response["quotaValue"] == 2.0
         assert started == expected_started
         assert proc.control.stats().throttled_total == 0
+
+
+def test_marker_limits_become_process_flags() -> None:
+    from airflow_cleanrooms.emulator.pytest_plugin import limit_flags
+
+    assert limit_flags({"off": True}) == ["--no-limits"]
+    assert limit_flags({"request_rate": None, "inference_jobs_per_membership": 0, "token_expiry": False}) == [
+        "--request-rate",
+        "off",
+        "--inference-jobs-per-membership",
+        "0",
+        "--token-expiry",
+        "off",
+    ]
+    flags = limit_flags({"training_jobs_per_account": 3})
+    assert limits_from(build_parser().parse_args(flags)).training_jobs_per_account == 3
+
+
+@pytest.mark.slow
+@pytest.mark.emulator_limits(request_rate="off", reason="the marker reaching a process under test")
+def test_the_marker_reaches_the_process_fixture(cleanrooms_emulator_process: Any) -> None:
+    proc = cleanrooms_emulator_process(set_connection=False)
+    limits = proc.control.limits()
+    assert limits["request_rate"] is None
+    assert limits["inference_jobs_per_membership"] == 5  # the rest stay at AWS's defaults
