@@ -17,7 +17,43 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_cleanrooms.emulator.defaults import ENV_PREFIX, LOOPS, STACKS
+from airflow_cleanrooms.emulator.defaults import DEFAULT_ACCOUNT_ID, ENV_PREFIX, LOOPS, STACKS
+from airflow_cleanrooms.emulator.limits import Limits, coerce_limit
+
+# AWS limits: flag -> (Limits field, help). Each is a number or "off" (see limits.py).
+LIMIT_FLAGS = {
+    "--inference-jobs-per-membership": (
+        "inference_jobs_per_membership",
+        "pending/in-progress inference jobs allowed per membership, or off (default 5, AWS's)",
+    ),
+    "--inference-jobs-per-account": (
+        "inference_jobs_per_account",
+        "pending/in-progress inference jobs allowed per account, or off (default 10, AWS's)",
+    ),
+    "--training-jobs-per-membership": (
+        "training_jobs_per_membership",
+        "pending/in-progress trained models (training jobs) allowed per membership, or off (default 5)",
+    ),
+    "--training-jobs-per-account": (
+        "training_jobs_per_account",
+        "pending/in-progress trained models (training jobs) allowed per account, or off (default 10)",
+    ),
+    "--request-rate": (
+        "request_rate",
+        "requests per second per operation and account, or off (default 5, Clean Rooms' published rate)",
+    ),
+    "--request-burst": ("request_burst", "requests a full rate bucket admits at once (default 5)"),
+    "--credential-seconds": (
+        "credential_seconds",
+        "lifetime of every credential STS AssumeRole mints, overriding DurationSeconds "
+        "(default aws: DurationSeconds, or 3600 when absent)",
+    ),
+    "--token-expiry": (
+        "token_expiry",
+        "on/off: refuse requests signed with an expired session token "
+        "(403 ExpiredTokenException; default on)",
+    ),
+}
 
 DEFAULT_STATE = "cleanrooms-ml-emulator.db"
 
@@ -110,12 +146,45 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOOPS,
     )
     add("--request-log-size", "API calls kept in the request log (default 10000)", type=int, default=10_000)
+    for flag, (_, help_text) in LIMIT_FLAGS.items():
+        add(flag, help_text)
+    env_no_limits = os.environ.get(_env_name("--no-limits"), "").strip().lower()
+    parser.add_argument(
+        "--no-limits",
+        action="store_true",
+        default=env_no_limits in ("1", "true", "yes", "on"),
+        help="switch every AWS limit off (quotas, request rates, token expiry); a limit flag given "
+        f"as well still sets that limit [env {_env_name('--no-limits')}=1]",
+    )
+    add(
+        "--default-account",
+        f"account of callers whose access key is not 12 digits (default {DEFAULT_ACCOUNT_ID})",
+        default=DEFAULT_ACCOUNT_ID,
+    )
     add("--log-level", "logging level (default INFO)", default="INFO")
     return parser
 
 
+def limits_from(args: argparse.Namespace) -> Limits:
+    """AWS's limits (or none with ``--no-limits``), then every limit flag given."""
+    limits = Limits.off() if args.no_limits else Limits()
+    for flag, (field_name, _) in LIMIT_FLAGS.items():
+        value = getattr(args, field_name)
+        if value is not None:
+            try:
+                setattr(limits, field_name, coerce_limit(field_name, value))
+            except ValueError as error:
+                raise ValueError(f"{flag}: {error}") from None
+    return limits
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        limits = limits_from(args)
+    except ValueError as error:
+        parser.error(str(error))
     from airflow_cleanrooms.emulator.server import EmulatorServer  # botocore loads only now
 
     logging.basicConfig(
@@ -143,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         training_seconds=args.training_seconds,
         channel_seconds=args.channel_seconds,
         cancel_seconds=args.cancel_seconds,
+        limits=limits,
+        default_account=args.default_account,
     )
     stopping = threading.Event()
 

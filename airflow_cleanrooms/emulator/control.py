@@ -11,6 +11,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +24,65 @@ class EmulatorControlError(RuntimeError):
     def __init__(self, status: int, message: str):
         super().__init__(f"emulator control call failed ({status}): {message}")
         self.status = status
+
+
+@dataclass(frozen=True)
+class JobConcurrency:
+    """How many jobs of one kind were pending or in progress at once (the quotas' measure)."""
+
+    #: The most ever at once, per membership id / per account id.
+    max_running_per_membership: dict[str, int]
+    max_running_per_account: dict[str, int]
+    #: How many are pending or in progress now.
+    running_per_membership: dict[str, int]
+    running_per_account: dict[str, int]
+
+    @classmethod
+    def from_json(cls, data: dict[str, dict[str, int]]) -> JobConcurrency:
+        return cls(
+            max_running_per_membership=dict(data.get("maxRunningPerMembership", {})),
+            max_running_per_account=dict(data.get("maxRunningPerAccount", {})),
+            running_per_membership=dict(data.get("runningPerMembership", {})),
+            running_per_account=dict(data.get("runningPerAccount", {})),
+        )
+
+    def max_running(self, membership_id: str | None = None, account_id: str | None = None) -> int:
+        """The most at once in a membership, or an account, or (neither given) in any membership."""
+        if membership_id is not None:
+            return self.max_running_per_membership.get(membership_id, 0)
+        if account_id is not None:
+            return self.max_running_per_account.get(account_id, 0)
+        return max(self.max_running_per_membership.values(), default=0)
+
+
+@dataclass(frozen=True)
+class EmulatorStats:
+    """What the emulator measured since its last reset (``EmulatorControl.stats()``)."""
+
+    inference_jobs: JobConcurrency
+    trained_models: JobConcurrency
+    #: API calls received (STS and control calls excluded), and those the request-rate limit throttled.
+    requests_total: int
+    requests_by_operation: dict[str, int]
+    throttled_total: int
+    throttled_by_operation: dict[str, int]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EmulatorStats:
+        return cls(
+            inference_jobs=JobConcurrency.from_json(data.get("inferenceJobs", {})),
+            trained_models=JobConcurrency.from_json(data.get("trainedModels", {})),
+            requests_total=int(data.get("requestsTotal", 0)),
+            requests_by_operation=dict(data.get("requestsByOperation", {})),
+            throttled_total=int(data.get("throttledTotal", 0)),
+            throttled_by_operation=dict(data.get("throttledByOperation", {})),
+        )
+
+    def throttled(self, operation: str | None = None) -> int:
+        """Calls throttled by the request-rate limit: of one operation, or all."""
+        if operation is None:
+            return self.throttled_total
+        return self.throttled_by_operation.get(operation, 0)
 
 
 class EmulatorControl:
@@ -75,7 +135,10 @@ class EmulatorControl:
                 time.sleep(0.05)
 
     def reset(self) -> None:
-        """Forget every resource, failure rule, fault setting and logged request; reset the clock."""
+        """
+        Forget every resource, failure rule, fault setting, logged request and limit statistic; reset
+        the clock and the limits to the emulator's startup ones.
+        """
         self._call("POST", "reset")
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -174,13 +237,63 @@ class EmulatorControl:
     def clear_faults(self) -> None:
         self._call("PUT", "faults", {"replace": True})
 
+    # -- AWS limits ------------------------------------------------------------------------------
+
+    def limits(self) -> dict[str, Any]:
+        """The limits in force (``Limits`` fields; ``None``: switched off)."""
+        return self._call("GET", "limits")  # type: ignore[no-any-return]
+
+    def set_limits(self, **limits: float | bool | str | None) -> dict[str, Any]:
+        """
+        Change limits from now on; only the named ones change. ``None`` (or ``"off"``) switches a limit
+        off; ``0`` is a quota of 0. Names: ``inference_jobs_per_membership``,
+        ``inference_jobs_per_account``, ``training_jobs_per_membership``, ``training_jobs_per_account``,
+        ``request_rate``, ``request_burst``, ``credential_seconds``, ``token_expiry``. Request-rate
+        buckets start full again.
+        """
+        return self._call("PUT", "limits", dict(limits))  # type: ignore[no-any-return]
+
+    def no_limits(self) -> dict[str, Any]:
+        """Switch every limit off (quotas, request rates, token expiry)."""
+        return self._call("PUT", "limits", {"off": True})  # type: ignore[no-any-return]
+
+    def reset_limits(self) -> dict[str, Any]:
+        """Back to the limits the emulator started with."""
+        return self._call("PUT", "limits", {"reset": True})  # type: ignore[no-any-return]
+
+    def stats(self) -> EmulatorStats:
+        """Most jobs ever running at once per membership/account, calls received and throttled."""
+        return EmulatorStats.from_json(self._call("GET", "stats"))
+
+    def clear_stats(self) -> None:
+        """Zero the call and throttle counts (the job high-water marks come from the jobs themselves)."""
+        self._call("DELETE", "stats")
+
+    def max_running_inference_jobs(
+        self, membership_id: str | None = None, account_id: str | None = None
+    ) -> int:
+        """The most inference jobs ever pending or in progress at once in a membership or account."""
+        return self.stats().inference_jobs.max_running(membership_id, account_id)
+
+    def max_running_trained_models(
+        self, membership_id: str | None = None, account_id: str | None = None
+    ) -> int:
+        """The most trained models ever pending or in progress (training) at once."""
+        return self.stats().trained_models.max_running(membership_id, account_id)
+
+    def throttled_count(self, operation: str | None = None) -> int:
+        """Calls the request-rate limit throttled (of one operation, or all)."""
+        return self.stats().throttled(operation)
+
     # -- request log -----------------------------------------------------------------------------
 
     def requests(self, operation: str | None = None) -> list[dict[str, Any]]:
         """
         AWS API calls received, oldest first: dicts with ``operation``, ``params`` (parsed, model
         member names), ``status`` (HTTP; 0 when the connection was dropped), ``error`` (code or None),
-        ``fault`` (``throttle``/``error``/``drop``/``latency`` or None), ``seq`` and ``time``.
+        ``fault`` (``throttle``/``error``/``drop``/``latency`` or None), ``limit`` (the AWS limit that
+        refused it: ``rate``/``quota``/``token``, or None), ``seq`` and ``time``. STS calls are logged
+        under their action (``AssumeRole``, ``GetCallerIdentity``).
         """
         query = f"operation={quote(operation)}" if operation else ""
         return self._call("GET", "requests", query=query)["requests"]  # type: ignore[no-any-return]

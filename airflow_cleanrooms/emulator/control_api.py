@@ -13,6 +13,11 @@ JSON in, JSON out, no signing::
     POST   /_emulator/clock {"advanceSeconds": S} move the emulator's clock forward
     GET    /_emulator/requests[?operation=Op]     logged AWS API calls; DELETE clears them
     POST   /_emulator/seed {"membershipId", "trainedModel": bool}  build a membership's objects
+    GET    /_emulator/limits | PUT {...}      AWS limits (null or "off" switches one off);
+                                              PUT {"reset": true} startup limits, {"off": true} none
+    GET    /_emulator/stats                   most jobs ever pending/in progress at once per membership
+                                              and account, calls received and throttled per operation
+    DELETE /_emulator/stats                   zero the call and throttle counts
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from urllib.parse import parse_qs
 
 from airflow_cleanrooms.emulator.defaults import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE
 from airflow_cleanrooms.emulator.errors import EmulatorError
+from airflow_cleanrooms.emulator.limits import Limits
+from airflow_cleanrooms.emulator.models import INFERENCE_JOB, TRAINED_MODEL
 from airflow_cleanrooms.emulator.responses import CONTROL_PREFIX, HttpReply, HttpRequest, json_reply
 
 if TYPE_CHECKING:
@@ -43,6 +50,8 @@ class ControlAPI:
     ):
         self.responses = responses
         self.on_reset = on_reset
+        self.limits: Limits = responses.limits
+        self.initial_limits = self.limits.as_dict()
         self.backend: CleanRoomsMLBackend = responses.backend
         self.faults: FaultInjector = responses.faults
         self.requests: RequestLog = responses.requests
@@ -61,6 +70,10 @@ class ControlAPI:
             ("GET", "requests"): self.list_requests,
             ("DELETE", "requests"): self.clear_requests,
             ("POST", "seed"): self.seed,
+            ("GET", "limits"): lambda body, q: self.limits.as_dict(),
+            ("PUT", "limits"): self.set_limits,
+            ("GET", "stats"): self.stats,
+            ("DELETE", "stats"): self.clear_stats,
         }
 
     def handle(self, request: HttpRequest) -> HttpReply:
@@ -85,7 +98,33 @@ class ControlAPI:
             "timings": self.backend.timings.as_dict(),
             "faults": self.faults.settings.as_dict(),
             "clockOffset": self.backend.clock_offset,
+            "limits": self.limits.as_dict(),
         }
+
+    def set_limits(self, body: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+        """``{"reset": true}``: startup limits; ``{"off": true}``: none; then the given ones."""
+        values = dict(self.initial_limits) if body.pop("reset", False) else {}
+        if body.pop("off", False):
+            values.update(Limits.off().as_dict())
+        values.update(body)
+        checked = Limits(**self.limits.as_dict())
+        checked.update(values)  # all or nothing: a bad value changes no limit
+        self.limits.update(checked.as_dict())
+        self.responses.limiter.refill()
+        return self.limits.as_dict()
+
+    def stats(self, body: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+        quotas = self.backend.quotas
+        now = self.backend.now()
+        result: dict[str, Any] = dict(self.responses.limiter.counts())
+        if quotas is not None:
+            result["inferenceJobs"] = quotas.concurrency(INFERENCE_JOB, now)
+            result["trainedModels"] = quotas.concurrency(TRAINED_MODEL, now)
+        return result
+
+    def clear_stats(self, body: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+        self.responses.limiter.reset()
+        return {"cleared": True}
 
     def reset(self, body: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
         if self.on_reset is not None:

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_cleanrooms.emulator.defaults import (
     DEFAULT_ACCOUNT_ID,
@@ -38,6 +38,9 @@ from airflow_cleanrooms.emulator.errors import (
     ValidationException,
 )
 from airflow_cleanrooms.service_model import enum_values, service_model
+
+if TYPE_CHECKING:
+    from airflow_cleanrooms.emulator.quotas import JobQuotas
 
 # Resource kinds are the resource-type segment of their ARNs.
 ALGORITHM = "configured-model-algorithm"
@@ -97,6 +100,8 @@ class Caller:
 
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
+    # The control endpoint's own calls (seeding): never refused by a service quota.
+    quota_exempt: bool = False
 
     @property
     def partition(self) -> str:
@@ -106,8 +111,13 @@ class Caller:
             return "aws-us-gov"
         return "aws"
 
+    @property
+    def arn_prefix(self) -> str:
+        """The start of every ARN minted for this caller: partition, Region and account."""
+        return f"arn:{self.partition}:cleanrooms-ml:{self.region}:{self.account_id}:"
+
     def arn(self, kind: str, resource_id: str, membership: str | None = None) -> str:
-        prefix = f"arn:{self.partition}:cleanrooms-ml:{self.region}:{self.account_id}:"
+        prefix = self.arn_prefix
         if membership is None:
             return f"{prefix}{kind}/{resource_id}"
         return f"{prefix}membership/{membership}/{kind}/{resource_id}"
@@ -335,6 +345,8 @@ class CleanRoomsMLBackend:
         self.store = store
         self.timings = timings or Timings()
         self.clock_offset = 0.0
+        # Service quotas checked at every start (set by the server; None: no quotas at all).
+        self.quotas: JobQuotas | None = None
 
     # -- time and lifecycle ------------------------------------------------------------------------
 
@@ -651,6 +663,9 @@ class CleanRoomsMLBackend:
         with self.store.transaction() as db:
             if base_arn is None:
                 self._check_name_free(db, TRAINED_MODEL, membership, name)
+            # After the name check: a retried start whose first try got through learns so (409)
+            # even when the quota is full.
+            self._check_quota(db, TRAINED_MODEL, membership, caller)
             res = self._new(db, TRAINED_MODEL, caller, membership, name, body, arn=base_arn)
         return {"trainedModelArn": res.arn, "versionIdentifier": res.version}
 
@@ -669,6 +684,10 @@ class CleanRoomsMLBackend:
                     f"A {label} named {name!r} already exists in membership {membership}"
                     f" ({res.arn}, {status})"
                 )
+
+    def _check_quota(self, db: sqlite3.Connection, kind: str, membership: str, caller: Caller) -> None:
+        if self.quotas is not None and not caller.quota_exempt:
+            self.quotas.check(db, kind, membership, caller, self.now())
 
     def get_trained_model(self, params: dict[str, Any], caller: Caller) -> View:
         res = self._load(
@@ -736,6 +755,7 @@ class CleanRoomsMLBackend:
         body = {k: v for k, v in params.items() if k != "membershipIdentifier"}
         with self.store.transaction() as db:
             self._check_name_free(db, INFERENCE_JOB, membership, params["name"])
+            self._check_quota(db, INFERENCE_JOB, membership, caller)
             res = self._new(db, INFERENCE_JOB, caller, membership, params["name"], body)
         return {"trainedModelInferenceJobArn": res.arn}
 

@@ -13,6 +13,18 @@ pytest plugin (entry point ``pytest11``): fixtures that run the Clean Rooms ML e
     A factory starting the emulator as a separate process (``python -m airflow_cleanrooms.emulator``)
     that a test can stop, kill and restart on the same port and state file (for "the emulator went
     away mid-wait" tests). Every process it started is stopped at teardown.
+
+Both are as strict as AWS (the emulator's default limits: job quotas, request rates, expiring
+session tokens). A test that needs a kinder world says so where a reader sees it, with the marker
+``@pytest.mark.emulator_limits(...)`` (on the test, its class or module):
+
+* ``emulator_limits("off")``: every limit off;
+* ``emulator_limits(request_rate="off", inference_jobs_per_membership=20)``: those limits changed
+  (``Limits`` field names; ``"off"`` or ``None`` switches one off);
+* ``reason="..."`` is for the reader.
+
+The closest marker wins, and both fixtures apply it (the process fixture as command-line flags).
+A test can also call ``cleanrooms_emulator.control.set_limits(...)`` / ``no_limits()``.
 """
 
 from __future__ import annotations
@@ -27,8 +39,11 @@ from typing import Any
 import pytest
 
 from airflow_cleanrooms.emulator.control import EmulatorControl
+from airflow_cleanrooms.emulator.limits import Limits, coerce_limit
 from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess
 from airflow_cleanrooms.emulator.server import EmulatorServer
+
+LIMITS_MARKER = "emulator_limits"
 
 REGION = "us-east-1"
 # Fast enough for tests, slow enough that a poller sees every status.
@@ -43,16 +58,65 @@ def connection_uri_env(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def connection_json(url: str, region: str = REGION) -> str:
-    """An Airflow AWS connection (JSON form) pointing at the emulator."""
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {"region_name": region, "endpoint_url": url},
-        }
+def connection_json(
+    url: str,
+    region: str = REGION,
+    role_arn: str | None = None,
+    assume_role_kwargs: dict[str, Any] | None = None,
+) -> str:
+    """
+    An Airflow AWS connection (JSON form) pointing at the emulator.
+
+    With ``role_arn`` the connection assumes that role through the emulator's STS: the amazon
+    provider never sends role assumption to the connection's ``endpoint_url``, only to
+    ``service_config.sts.endpoint_url``, so both are set.
+    """
+    extra: dict[str, Any] = {"region_name": region, "endpoint_url": url}
+    if role_arn is not None:
+        extra["role_arn"] = role_arn
+        extra["service_config"] = {"sts": {"endpoint_url": url}}
+        if assume_role_kwargs:
+            extra["assume_role_kwargs"] = dict(assume_role_kwargs)
+    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{LIMITS_MARKER}(off=None, reason=None, **limits): change the emulator's AWS limits for this "
+        "test ('off' positional: every limit off; keywords: Limits fields, 'off'/None switches one off)",
     )
+
+
+def marked_limits(node: pytest.Item) -> dict[str, Any] | None:
+    """The limits the closest ``emulator_limits`` marker asks for (``{"off": True, ...}``), or None."""
+    marker = node.get_closest_marker(LIMITS_MARKER)
+    if marker is None:
+        return None
+    values = {k: v for k, v in marker.kwargs.items() if k != "reason"}
+    for arg in marker.args:
+        if arg != "off":
+            raise pytest.UsageError(f"{LIMITS_MARKER} takes 'off' or keyword limits, got {arg!r}")
+        values["off"] = True
+    for name, value in values.items():
+        if name != "off":
+            coerce_limit(name, value)  # a typo fails the test at once, not deep in a run
+    return values
+
+
+def limit_flags(values: dict[str, Any]) -> list[str]:
+    """``marked_limits`` as command-line flags of ``python -m airflow_cleanrooms.emulator``."""
+    flags = ["--no-limits"] if values.get("off") else []
+    for name, value in values.items():
+        if name == "off":
+            continue
+        value = coerce_limit(name, value)
+        if name == "token_expiry":
+            text = "on" if value else "off"
+        else:
+            text = "off" if value is None else str(value)
+        flags += ["--" + name.replace("_", "-"), text]
+    return flags
 
 
 @dataclass
@@ -117,9 +181,20 @@ def cleanrooms_emulator_server() -> Iterator[EmulatorServer]:
 
 
 @pytest.fixture
-def cleanrooms_emulator(cleanrooms_emulator_server: EmulatorServer) -> Iterator[EmulatorHandle]:
-    """A freshly reset emulator and an Airflow connection (``.conn_id``) pointing at it."""
+def cleanrooms_emulator(
+    cleanrooms_emulator_server: EmulatorServer, request: pytest.FixtureRequest
+) -> Iterator[EmulatorHandle]:
+    """
+    A freshly reset emulator (AWS's limits, or what the test's ``emulator_limits`` marker says) and
+    an Airflow connection (``.conn_id``) pointing at it.
+    """
     cleanrooms_emulator_server.reset()
+    marked = marked_limits(request.node)
+    if marked is not None:
+        limits = Limits.off() if marked.pop("off", False) else cleanrooms_emulator_server.limits
+        limits.update(marked)
+        cleanrooms_emulator_server.limits.update(limits.as_dict())
+        cleanrooms_emulator_server.responses.limiter.refill()
     handle = EmulatorHandle(cleanrooms_emulator_server)
     env = _EnvPatch()
     env.set(connection_uri_env(handle.conn_id), connection_json(handle.url, handle.region))
@@ -130,13 +205,18 @@ def cleanrooms_emulator(cleanrooms_emulator_server: EmulatorServer) -> Iterator[
 
 
 @pytest.fixture
-def cleanrooms_emulator_process(tmp_path: Path) -> Iterator[Callable[..., EmulatorProcess]]:
+def cleanrooms_emulator_process(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., EmulatorProcess]]:
     """
     Factory: ``cleanrooms_emulator_process(*cli_args, state=None, set_connection=True, env=None)``
-    starts an emulator process (fast timings unless the args or ``env`` say otherwise) and returns
-    its :class:`EmulatorProcess`; with ``set_connection`` it also sets
+    starts an emulator process (fast timings unless the args or ``env`` say otherwise; AWS's limits
+    unless the test's ``emulator_limits`` marker or the args say otherwise) and returns its
+    :class:`EmulatorProcess`; with ``set_connection`` it also sets
     ``AIRFLOW_CONN_CLEANROOMS_EMULATOR`` (restored at teardown).
     """
+    marked = marked_limits(request.node)
+    marker_flags = limit_flags(marked) if marked is not None else []
     started: list[EmulatorProcess] = []
     env_patch = _EnvPatch()
 
@@ -152,7 +232,9 @@ def cleanrooms_emulator_process(tmp_path: Path) -> Iterator[Callable[..., Emulat
             if flag not in args and f"CLEANROOMS_EMULATOR_{name.upper()}" not in (env or {}):
                 defaults += [flag, str(value)]
         path = Path(state) if state is not None else tmp_path / f"emulator-{len(started)}.db"
-        proc = EmulatorProcess(state=path, args=[*defaults, *args], env=dict(env or {})).start()
+        proc = EmulatorProcess(
+            state=path, args=[*defaults, *marker_flags, *args], env=dict(env or {})
+        ).start()
         started.append(proc)
         if set_connection:
             env_patch.set(connection_uri_env(proc.conn_id), connection_json(proc.url))

@@ -2,7 +2,8 @@
 The log of AWS API calls the emulator received, for tests to assert on.
 
 Each entry holds the operation name, its parsed parameters (model member names, as the client sent
-them), the HTTP status answered, the error code if any, and the fault injected if any. Headers are
+them), the HTTP status answered, the error code if any, the fault injected if any, and the AWS limit
+that refused it if any (``rate``, ``quota`` or ``token``). Headers are
 never recorded (they carry credentials and signatures). Only the newest ``maxlen`` calls are kept, so
 a long demo with many pollers stays small.
 """
@@ -29,6 +30,7 @@ class RequestLog:
         status: int,
         error: str | None = None,
         fault: str | None = None,
+        limit: str | None = None,
     ) -> None:
         entry = {
             "seq": next(self._seq),
@@ -38,6 +40,7 @@ class RequestLog:
             "status": status,
             "error": error,
             "fault": fault,
+            "limit": limit,
         }
         with self._lock:
             self._entries.append(entry)

@@ -10,12 +10,13 @@ and the result is serialized with botocore's own rest-json serializer against th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
 import logging
-import re
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -26,16 +27,18 @@ from urllib.parse import parse_qs
 from botocore.parsers import RestJSONParser
 from botocore.serialize import RestJSONSerializer
 
-from airflow_cleanrooms.emulator.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+from airflow_cleanrooms.emulator.credentials import Authenticator
+from airflow_cleanrooms.emulator.defaults import DEFAULT_ACCOUNT_ID
 from airflow_cleanrooms.emulator.errors import (
-    AccessDeniedException,
     EmulatorError,
     InternalServiceException,
     ThrottlingException,
     ValidationException,
 )
 from airflow_cleanrooms.emulator.faults import DROP, ERROR, THROTTLE, FaultInjector
+from airflow_cleanrooms.emulator.limits import Limits
 from airflow_cleanrooms.emulator.models import Caller, View
+from airflow_cleanrooms.emulator.ratelimit import RequestRateLimiter
 from airflow_cleanrooms.emulator.routes import router
 from airflow_cleanrooms.service_model import camel_to_snake, find_input_issues, operation_model
 
@@ -48,7 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("airflow_cleanrooms.emulator")
 
 CONTROL_PREFIX = "/_emulator/"
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/")
 # Request ids are UUID-shaped: a random per-process prefix and a counter.
 _REQUEST_ID_PREFIX = str(uuid.uuid4())[:24]
 _REQUEST_COUNTER = itertools.count(1)
@@ -56,9 +58,6 @@ _REQUEST_COUNTER = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_REQUEST_ID_PREFIX}{next(_REQUEST_COUNTER) % 16**12:012x}"
-
-
-_ACCOUNT_KEY = re.compile(r"[0-9]{12}")
 
 
 @dataclass
@@ -87,31 +86,9 @@ def json_reply(status: int, payload: Any, request_id: str | None = None) -> Http
 
 
 def error_reply(error: EmulatorError, request_id: str) -> HttpReply:
-    reply = json_reply(error.status, {"message": error.message}, request_id)
+    reply = json_reply(error.status, {**error.members, "message": error.message}, request_id)
     reply.headers["x-amzn-ErrorType"] = error.code
     return reply
-
-
-def caller_from(headers: Mapping[str, str], query: Mapping[str, list[str]]) -> Caller:
-    """Region and account from the SigV4 credential scope; refuse unsigned requests (403)."""
-    auth = headers.get("Authorization") or headers.get("authorization")
-    if auth:
-        if not auth.startswith("AWS4-HMAC-SHA256"):
-            raise AccessDeniedException("Unsupported authorization scheme: sign requests with SigV4")
-        return _caller_of(auth)
-    if "X-Amz-Credential" in query:  # a presigned URL
-        return _caller_of("Credential=" + query["X-Amz-Credential"][0])
-    raise AccessDeniedException("Missing Authentication Token: the request is not signed with SigV4")
-
-
-@functools.lru_cache(maxsize=1024)
-def _caller_of(credential: str) -> Caller:
-    found = _CREDENTIAL.search(credential)
-    if found is None:
-        return Caller()
-    access_key, region = found.group(1), found.group(2)
-    account = access_key if _ACCOUNT_KEY.fullmatch(access_key) else DEFAULT_ACCOUNT_ID
-    return Caller(region=region or DEFAULT_REGION, account_id=account)
 
 
 def _query_value(shape: Shape, values: list[str], name: str) -> Any:
@@ -145,10 +122,21 @@ def _handler_name(operation: str) -> str:
 class CleanRoomsMLResponses:
     """Turns HTTP requests into backend calls and backend results into HTTP replies."""
 
-    def __init__(self, backend: CleanRoomsMLBackend, faults: FaultInjector, requests: RequestLog):
+    def __init__(
+        self,
+        backend: CleanRoomsMLBackend,
+        faults: FaultInjector,
+        requests: RequestLog,
+        limits: Limits | None = None,
+        default_account: str = DEFAULT_ACCOUNT_ID,
+    ):
         self.backend = backend
         self.faults = faults
         self.requests = requests
+        self.limits = limits if limits is not None else Limits()
+        self.authenticator = Authenticator(self.limits, backend.now, default_account)
+        self.limiter = RequestRateLimiter(self.limits, self.monotonic)
+        self.sts: Any = None  # set by the server: handles STS (query protocol) calls on "/"
         self.router = router()
         self._serializer = RestJSONSerializer(timestamp_precision="millisecond")
         self._parser = RestJSONParser()
@@ -157,9 +145,15 @@ class CleanRoomsMLResponses:
         self._rendered: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self._rendered_lock = threading.Lock()
 
+    def monotonic(self) -> float:
+        """The rate limiter's clock: monotonic, moved forward by the control endpoint's clock offset."""
+        return time.monotonic() + self.backend.clock_offset
+
     def handle(self, request: HttpRequest) -> HttpReply:
         if request.raw_path.startswith(CONTROL_PREFIX) and self.control is not None:
             return self.control.handle(request)
+        if self.sts is not None and self.sts.accepts(request):
+            return self.sts.handle(request)  # type: ignore[no-any-return]
         request_id = new_request_id()
         query = parse_qs(request.query_string, keep_blank_values=True) if request.query_string else {}
         found = self.router.match(request.method, request.raw_path, set(query))
@@ -171,6 +165,7 @@ class CleanRoomsMLResponses:
         operation = route.operation
         params: dict[str, Any] = {}
         fault: str | None = None
+        limit: str | None = None  # which AWS limit refused the call, if one did
         latency = 0.0
         parse_error: EmulatorError | None = None
         try:
@@ -184,7 +179,10 @@ class CleanRoomsMLResponses:
                 self.requests.record(operation, params, 0, None, DROP)
                 log.info("%s dropped (injected fault)", operation)
                 return HttpReply(0, drop=True, delay=decision.latency)
-            caller = caller_from(request.headers, query)
+            caller = self.authenticator.identify(request.headers, query).caller
+            if not self.limiter.admit(caller.account_id, caller.region, operation):
+                limit = "rate"
+                raise ThrottlingException("Rate exceeded")
             if fault == THROTTLE:
                 raise ThrottlingException("Rate exceeded (emulated throttling)")
             if fault == ERROR:
@@ -198,7 +196,11 @@ class CleanRoomsMLResponses:
             return reply
         except EmulatorError as error:
             flag = fault or ("latency" if latency else None)
-            self.requests.record(operation, params, error.status, error.code, flag)
+            if error.code == "ServiceQuotaExceededException":
+                limit = "quota"
+            elif error.code == "ExpiredTokenException":
+                limit = "token"
+            self.requests.record(operation, params, error.status, error.code, flag, limit)
             log.info("%s -> %s %s", operation, error.status, error.code)
             reply = error_reply(error, request_id)
             reply.delay = latency
@@ -282,6 +284,10 @@ class CleanRoomsMLResponses:
         return body
 
     def call(self, operation: str, params: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
-        """Run an operation in-process (validated, not logged, no faults) and return its JSON result."""
-        reply = self._call(operation, dict(params), caller or Caller(), new_request_id())
+        """
+        Run an operation in-process (validated; not logged, no faults, no limits: the control endpoint
+        seeds with it) and return its JSON result.
+        """
+        exempt = dataclasses.replace(caller or Caller(), quota_exempt=True)
+        reply = self._call(operation, dict(params), exempt, new_request_id())
         return json.loads(reply.body)  # type: ignore[no-any-return]

@@ -19,11 +19,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from airflow_cleanrooms.emulator.control_api import ControlAPI
-from airflow_cleanrooms.emulator.defaults import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE, LOOPS, STACKS
+from airflow_cleanrooms.emulator.defaults import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_FAILURE_CODE,
+    DEFAULT_FAILURE_MESSAGE,
+    LOOPS,
+    STACKS,
+)
 from airflow_cleanrooms.emulator.faults import FaultInjector
+from airflow_cleanrooms.emulator.limits import Limits
 from airflow_cleanrooms.emulator.models import CleanRoomsMLBackend, Store, Timings
+from airflow_cleanrooms.emulator.quotas import JobQuotas
 from airflow_cleanrooms.emulator.requestlog import RequestLog
 from airflow_cleanrooms.emulator.responses import CleanRoomsMLResponses, HttpReply, HttpRequest
+from airflow_cleanrooms.emulator.sts import StsService
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -195,6 +204,9 @@ class EmulatorServer:
     :param stack: ``"aiohttp"`` (default) or ``"threading"``.
     :param request_log_size: how many of the latest API calls the request log keeps.
     :param loop: event loop of the aiohttp stack: ``asyncio`` (default) or ``uvloop`` (if installed).
+    :param limits: the AWS limits enforced (``Limits`` fields); AWS's defaults unless given, and
+        ``Limits.off()`` switches them all off.
+    :param default_account: the account of callers whose access key is not 12 digits.
     """
 
     def __init__(
@@ -209,6 +221,8 @@ class EmulatorServer:
         stack: str = "aiohttp",
         request_log_size: int = 10_000,
         loop: str = "asyncio",
+        limits: Limits | Mapping[str, Any] | None = None,
+        default_account: str = DEFAULT_ACCOUNT_ID,
         **timing_values: float | None,
     ):
         if stack not in STACKS:
@@ -229,8 +243,20 @@ class EmulatorServer:
         if faults:
             self.faults.configure(faults)
         self.requests = RequestLog(request_log_size)
-        self.responses = CleanRoomsMLResponses(self.backend, self.faults, self.requests)
+        if isinstance(limits, Limits):
+            self.limits = limits
+        else:
+            self.limits = Limits()
+            self.limits.update(dict(limits or {}))
+        self.backend.quotas = JobQuotas(self.store, self.limits)
+        self.responses = CleanRoomsMLResponses(
+            self.backend, self.faults, self.requests, self.limits, default_account
+        )
+        self.responses.sts = StsService(
+            self.responses.authenticator, self.limits, self.backend.now, self.requests
+        )
         self.responses.control = ControlAPI(self.responses, self.state, on_reset=self.reset)
+        self._initial_limits = self.limits.as_dict()
         self._initial_timings = resolved.as_dict()
         self._initial_faults = dict(faults or {})
         self._initial_failures: dict[str, tuple[str, str]] = {}
@@ -243,8 +269,13 @@ class EmulatorServer:
         self._stack: _AiohttpStack | _ThreadingStack | None = None
 
     def reset(self) -> None:
-        """Forget resources and logged requests; back to the timings, faults and failures of startup."""
+        """
+        Forget resources, logged requests and limit statistics; back to the timings, faults, failures
+        and limits of startup.
+        """
         self.backend.reset()
+        self.limits.update(self._initial_limits)
+        self.responses.limiter.reset()
         self.backend.timings.update(self._initial_timings)
         self.faults.configure(self._initial_faults, replace=True)
         for name, (code, message) in self._initial_failures.items():

@@ -133,6 +133,9 @@ def test_throttling_then_recovery_with_botocore_retries(
     ]
 
 
+@pytest.mark.emulator_limits(
+    request_rate="off", reason="8 back-to-back calls: only the injected throttles are counted here"
+)
 def test_throttle_rate_is_an_exact_fraction(
     cleanrooms_emulator: EmulatorHandle, client: Any, seeded: dict[str, str]
 ) -> None:

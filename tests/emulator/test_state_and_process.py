@@ -17,6 +17,7 @@ import pytest
 from botocore.config import Config
 
 from airflow_cleanrooms.emulator import EmulatorServer
+from airflow_cleanrooms.emulator.limits import Limits
 
 ACCOUNT = "123456789012"
 
@@ -100,7 +101,11 @@ def test_memory_state_is_not_shared(tmp_path: Path) -> None:
 @pytest.mark.parametrize("stack", ["aiohttp", "threading"])
 def test_concurrent_clients(stack: str) -> None:
     membership = str(uuid.uuid4())
-    with EmulatorServer(state=":memory:", stack=stack, pending_seconds=0, running_seconds=1000) as server:
+    # 64 jobs in flight in one membership, started 32 at a time: the stacks' concurrency, with AWS's
+    # job quotas and request rates off.
+    with EmulatorServer(
+        state=":memory:", stack=stack, pending_seconds=0, running_seconds=1000, limits=Limits.off()
+    ) as server:
         seed = server.control.seed_membership(membership, trained_model=True)
         client = boto_client(server.url, max_pool_connections=32)
         with concurrent.futures.ThreadPoolExecutor(32) as pool:

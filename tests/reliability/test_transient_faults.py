@@ -99,6 +99,9 @@ def test_default_config_gives_up_on_a_burst_of_five(cleanrooms_emulator: Any, se
     assert len(_attempts(cleanrooms_emulator, START)) == 5
 
 
+@pytest.mark.emulator_limits(
+    request_rate="off", reason="counts the attempts injected faults cause; retried back to back, over 5/s"
+)
 def test_standard_mode_with_more_attempts_absorbs_longer_bursts(
     cleanrooms_emulator: Any, seeded: dict
 ) -> None:
@@ -149,6 +152,9 @@ def test_a_wait_outlasts_a_burst_longer_than_one_calls_retries(
     assert sum(1 for g in gets if g["fault"] == "throttle") == 12
 
 
+@pytest.mark.emulator_limits(
+    request_rate="off", reason="counts the attempts injected faults cause; retried back to back, over 5/s"
+)
 def test_a_wait_gives_up_when_the_error_streak_exceeds_its_budget(
     cleanrooms_emulator: Any, seeded: dict
 ) -> None:
