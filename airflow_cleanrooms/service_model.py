@@ -270,12 +270,3 @@ def find_input_issues(
     if shape is None:
         return []
     return list(_Validator(path_names).structure(params, shape, "", False))
-
-
-def validate_input(
-    operation_name: str, params: Mapping[str, Any], path_names: Mapping[str, str] | None = None
-) -> None:
-    """Raise :class:`RequestValidationError` listing every issue, or return if the request is valid."""
-    issues = find_input_issues(operation_name, params, path_names)
-    if issues:
-        raise RequestValidationError(operation_name, issues)

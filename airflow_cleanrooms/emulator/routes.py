@@ -82,9 +82,6 @@ class Router:
                 return route, labels
         return None
 
-    def path_exists(self, raw_path: str) -> bool:
-        return any(route.pattern.fullmatch(raw_path) for route in self.routes)
-
 
 @functools.cache
 def router() -> Router:
