@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from dags_support import FIRST_RUN_AFTER, POLL_SECONDS_ENV, REPO_DAGS, dag_bag
+
+from tests.dags.dags_support import FIRST_RUN_AFTER, POLL_SECONDS_ENV, REPO_DAGS, dag_bag
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from dags_support import INFERENCE, TRAIN_AND_INFER, nodash, task_states
 
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+from tests.dags.dags_support import INFERENCE, TRAIN_AND_INFER, nodash, task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import ParamValidationError
-from dags_support import INFERENCE, TRAIN_AND_INFER
 
 from airflow_cleanrooms.param_schemas import member_schema, shape_schema
 from airflow_cleanrooms.service_model import enum_values, input_members, shape_limits
+from tests.dags.dags_support import INFERENCE, TRAIN_AND_INFER
 
 OP = "StartTrainedModelInferenceJob"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dags_support import INFERENCE, INFERENCE_TASKS, TRAIN_AND_INFER, TRAIN_AND_INFER_TASKS
+
+from tests.dags.dags_support import INFERENCE, INFERENCE_TASKS, TRAIN_AND_INFER, TRAIN_AND_INFER_TASKS
 
 ALL_DAG_IDS = [INFERENCE, f"{INFERENCE}_deferrable", TRAIN_AND_INFER, f"{TRAIN_AND_INFER}_deferrable"]
 

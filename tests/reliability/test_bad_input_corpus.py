@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from bad_input_corpus import CORPUS, RENDERED_STRING, BadInput, arguments
-from durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
+from tests.reliability.dags.bad_input_corpus import CORPUS, RENDERED_STRING, BadInput, arguments
+from tests.reliability.durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 
 MEMBERSHIP = "5a1c7e2b-3d4f-4a5b-9c6d-7e8f9a0b1c2d"
 START = "StartTrainedModelInferenceJob"

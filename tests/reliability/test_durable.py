@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
-from durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
 from airflow_cleanrooms.operators.cleanrooms_ml import (
@@ -22,6 +21,7 @@ from airflow_cleanrooms.operators.cleanrooms_ml import (
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
 from airflow_cleanrooms.operators.request import build_request
 from airflow_cleanrooms.service_model import RESERVED_TAG_KEY_PREFIX, service_model, shape_limits
+from tests.reliability.durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 
 MEMBERSHIP = "0f3e5c1a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
 START = "StartTrainedModelInferenceJob"

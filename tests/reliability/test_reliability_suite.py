@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from airflow_topology import AirflowTopology, wait_until
-from bad_input_corpus import CORPUS
 from botocore.config import Config
-from reliability_dags import BAD_INPUTS, DAG_IDS
 
 from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess
 from airflow_cleanrooms.emulator.pytest_plugin import connection_json
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
+from tests.reliability.airflow_topology import AirflowTopology, wait_until
+from tests.reliability.dags.bad_input_corpus import CORPUS
+from tests.reliability.dags.reliability_dags import BAD_INPUTS, DAG_IDS
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.control import EmulatorControl

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from airflow.sdk._shared.secrets_masker import redact, should_hide_value_for_key
-from durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 
 from airflow_cleanrooms.emulator.pytest_plugin import connection_uri_env
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
+from tests.reliability.durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 
 MEMBERSHIP = "3e5a7c9b-1d2f-4a6b-8c0d-2e4f6a8b0c1d"
 ARN_PREFIX = f"arn:aws:cleanrooms-ml:us-east-1:123456789012:membership/{MEMBERSHIP}"

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from scale_support import (
+
+from airflow_cleanrooms.aio import client_pool
+from airflow_cleanrooms.aio.client_pool import SharedClientPool, close_shared_clients
+from tests.scale.scale_support import (
     JOB_ARN,
     MEMBERSHIP,
     AsyncScriptedClient,
@@ -18,9 +21,6 @@ from scale_support import (
     connection_env,
     job,
 )
-
-from airflow_cleanrooms.aio import client_pool
-from airflow_cleanrooms.aio.client_pool import SharedClientPool, close_shared_clients
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,11 @@ import weakref
 from typing import Any
 
 import pytest
-from scale_support import JOB_ARN, MEMBERSHIP, ScaleTestJobTrigger, ScriptedClient, job
 
 from airflow_cleanrooms.aio import client_pool
 from airflow_cleanrooms.aio.client_pool import close_shared_clients
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
+from tests.scale.scale_support import JOB_ARN, MEMBERSHIP, ScaleTestJobTrigger, ScriptedClient, job
 
 WHO = contextvars.ContextVar("who", default="nobody")
 

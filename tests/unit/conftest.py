@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from unit_support import FakeTaskInstance
+
+from tests.unit.unit_support import FakeTaskInstance
 
 
 @pytest.fixture

@@ -5,16 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from unit_support import (
-    GET_JOB,
-    GET_MODEL,
-    JOB_ARN,
-    MEMBERSHIP,
-    MODEL_ARN,
-    VERSION,
-    job_response,
-    model_response,
-)
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
@@ -26,6 +16,16 @@ from airflow_cleanrooms.wait_semantics import (
     TRAINED_MODEL_INFERENCE_JOB,
     WAITERS_FILE,
     format_duration,
+)
+from tests.unit.unit_support import (
+    GET_JOB,
+    GET_MODEL,
+    JOB_ARN,
+    MEMBERSHIP,
+    MODEL_ARN,
+    VERSION,
+    job_response,
+    model_response,
 )
 
 

@@ -6,16 +6,6 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
-from unit_support import (
-    GET_JOB,
-    GET_MODEL,
-    JOB_ARN,
-    MEMBERSHIP,
-    MODEL_ARN,
-    VERSION,
-    job_response,
-    model_response,
-)
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
 from airflow_cleanrooms.sensors.cleanrooms_ml import (
@@ -27,6 +17,16 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
 )
 from airflow_cleanrooms.wait_semantics import TRAINED_MODEL, TRAINED_MODEL_INFERENCE_JOB
+from tests.unit.unit_support import (
+    GET_JOB,
+    GET_MODEL,
+    JOB_ARN,
+    MEMBERSHIP,
+    MODEL_ARN,
+    VERSION,
+    job_response,
+    model_response,
+)
 
 DETAILS = {"statusCode": "InternalError", "message": "the container crashed"}
 

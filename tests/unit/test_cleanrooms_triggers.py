@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from unit_support import GET_JOB, JOB_ARN, MEMBERSHIP, MODEL_ARN, VERSION
 
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
@@ -18,6 +17,7 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
 )
+from tests.unit.unit_support import GET_JOB, JOB_ARN, MEMBERSHIP, MODEL_ARN, VERSION
 
 AWS = {
     "aws_conn_id": "my_aws",

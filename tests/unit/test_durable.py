@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
-from unit_support import (
+
+from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
+from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
+from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, context_identity, task_instance_identity
+from airflow_cleanrooms.wait_semantics import TRAINED_MODEL_INFERENCE_JOB
+from tests.unit.unit_support import (
     ACCOUNT,
     CREATED,
     GET_JOB,
@@ -24,11 +29,6 @@ from unit_support import (
     expect_durable_start,
     job_response,
 )
-
-from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
-from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, context_identity, task_instance_identity
-from airflow_cleanrooms.wait_semantics import TRAINED_MODEL_INFERENCE_JOB
 
 LIST = "list_trained_model_inference_jobs"
 LIST_REQUEST = {"membershipIdentifier": MEMBERSHIP, "maxResults": TRAINED_MODEL_INFERENCE_JOB.list_page_size}

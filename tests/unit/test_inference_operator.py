@@ -7,16 +7,6 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
-from unit_support import (
-    GET_JOB,
-    INFERENCE_ARGS,
-    INFERENCE_REQUEST,
-    JOB_ARN,
-    MEMBERSHIP,
-    MODEL_ARN,
-    expect_durable_start,
-    job_response,
-)
 
 from airflow_cleanrooms.exceptions import (
     CleanRoomsMLJobFailedError,
@@ -27,6 +17,16 @@ from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedM
 from airflow_cleanrooms.service_model import camel_to_snake, input_members
 from airflow_cleanrooms.triggers.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobCompleteTrigger
 from airflow_cleanrooms.wait_semantics import TRAINED_MODEL_INFERENCE_JOB
+from tests.unit.unit_support import (
+    GET_JOB,
+    INFERENCE_ARGS,
+    INFERENCE_REQUEST,
+    JOB_ARN,
+    MEMBERSHIP,
+    MODEL_ARN,
+    expect_durable_start,
+    job_response,
+)
 
 OP = "StartTrainedModelInferenceJob"
 FAILURE_STATUSES = sorted(TRAINED_MODEL_INFERENCE_JOB.failure_statuses)

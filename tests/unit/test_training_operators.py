@@ -6,19 +6,6 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
-from unit_support import (
-    ASSOCIATION_ARN,
-    CHANNEL_ARN,
-    GET_MODEL,
-    MEMBERSHIP,
-    MODEL_ARN,
-    ROLE_ARN,
-    TRAINING_ARGS,
-    VERSION,
-    channel_response,
-    expect_durable_start,
-    model_response,
-)
 
 from airflow_cleanrooms.exceptions import (
     CleanRoomsMLJobFailedError,
@@ -33,6 +20,19 @@ from airflow_cleanrooms.service_model import camel_to_snake, input_members
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLInputChannelActiveTrigger,
     CleanRoomsMLTrainedModelCompleteTrigger,
+)
+from tests.unit.unit_support import (
+    ASSOCIATION_ARN,
+    CHANNEL_ARN,
+    GET_MODEL,
+    MEMBERSHIP,
+    MODEL_ARN,
+    ROLE_ARN,
+    TRAINING_ARGS,
+    VERSION,
+    channel_response,
+    expect_durable_start,
+    model_response,
 )
 
 TRAINING_REQUEST: dict[str, Any] = {

@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG
-from bad_input_corpus import CORPUS, RENDERED_STRING, arguments
+
+if __package__:  # imported by the suite as tests.reliability.dags.reliability_dags
+    from .bad_input_corpus import CORPUS, RENDERED_STRING, arguments
+else:  # parsed by Airflow, which puts the dags folder on sys.path
+    from bad_input_corpus import CORPUS, RENDERED_STRING, arguments  # type: ignore[no-redef]
 
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
 
