@@ -111,13 +111,13 @@ def deployment(
         )
     except TopologyUnavailable as err:
         missing_tool(str(err))
-    with timed("topology start (total)"):
-        topology.up()
-    for phase, seconds in topology.timings.items():
-        TIMINGS[f"  start: {phase}"] = seconds
     try:
+        with timed("topology start (total)"):
+            topology.up()
+        for phase, seconds in topology.timings.items():
+            TIMINGS[f"  start: {phase}"] = seconds
         yield topology
-    finally:
+    finally:  # the logs reach artifacts/ also when the start failed
         with timed("topology stop"):
             topology.stop()
         topology.copy_logs(logs)
