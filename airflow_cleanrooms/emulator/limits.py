@@ -75,7 +75,8 @@ class Limits:
     @classmethod
     def off(cls) -> Limits:
         """Every limit switched off (what ``--no-limits`` starts with): no quota, rate or expiry."""
-        return cls(**dict.fromkeys(_INTEGER_LIMITS, None), request_rate=None, token_expiry=False)
+        no_quotas: dict[str, Any] = dict.fromkeys(_INTEGER_LIMITS)
+        return cls(**no_quotas, request_rate=None, token_expiry=False)
 
 
 _INTEGER_LIMITS = frozenset(
