@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
 from airflow_cleanrooms.wait_semantics import (
@@ -43,14 +44,20 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
     ) -> None:
         kind = self.kind
+        self.max_requests_per_second = max_requests_per_second
         self.membership_identifier = membership_identifier
         self.arn = arn
         self.cancel_on_kill = cancel_on_kill
         self.waiter_args_extra = {k: v for k, v in (waiter_args_extra or {}).items() if v is not None}
         super().__init__(
-            serialized_fields={**serialized_fields, "cancel_on_kill": cancel_on_kill},
+            serialized_fields={
+                **serialized_fields,
+                "cancel_on_kill": cancel_on_kill,
+                "max_requests_per_second": max_requests_per_second,
+            },
             waiter_name=kind.waiter_name,
             waiter_args=kind.request(membership_identifier, arn, **self.waiter_args_extra),
             failure_message=f"{kind.label.capitalize()} {arn} failed",
@@ -103,7 +110,9 @@ class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceT
     :param trained_model_inference_job_arn: The ARN of the trained model inference job.
     :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
         (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
-        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
+        that started it), ``max_requests_per_second`` (the most requests per second the
+        triggerer's waits on one account, Region and operation make together; default 5, ``None``:
+        unlimited) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
         ``botocore_config``.
     """
 
@@ -139,7 +148,9 @@ class CleanRoomsMLTrainedModelCompleteTrigger(_CleanRoomsMLResourceTrigger):
     :param version_identifier: The version of the trained model to wait for (optional).
     :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
         (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
-        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
+        that started it), ``max_requests_per_second`` (the most requests per second the
+        triggerer's waits on one account, Region and operation make together; default 5, ``None``:
+        unlimited) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
         ``botocore_config``.
     """
 
@@ -178,7 +189,9 @@ class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
     :param ml_input_channel_arn: The ARN of the ML input channel.
     :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
         (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
-        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
+        that started it), ``max_requests_per_second`` (the most requests per second the
+        triggerer's waits on one account, Region and operation make together; default 5, ``None``:
+        unlimited) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
         ``botocore_config``.
     """
 
