@@ -40,7 +40,7 @@ from airflow_cleanrooms.wait_semantics import (
 #: the client's requests with its own client-side rate limiter. Start calls never use it
 #: (:attr:`CleanRoomsMLHook.single_attempt_conn`); the triggers' pooled clients keep their own
 #: retries and share the triggerer's rate limiter (``airflow_cleanrooms.aio.rate_limiter``).
-SYNC_RETRIES: dict[str, Any] = {"mode": "adaptive", "max_attempts": 10}
+SYNC_RETRIES: dict[str, Any] = {"mode": "adaptive", "total_max_attempts": 10}
 
 _ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
 
