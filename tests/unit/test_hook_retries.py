@@ -48,7 +48,8 @@ THROTTLED = (429, {"__type": "ThrottlingException", "message": "Rate exceeded"})
 def test_the_hooks_clients_use_adaptive_retries_unless_the_connection_sets_retries():
     hook = CleanRoomsMLHook(aws_conn_id=None, region_name="us-east-1")
     retries = hook.conn.meta.config.retries
-    assert retries["mode"] == "adaptive" and retries["total_max_attempts"] == SYNC_RETRIES["total_max_attempts"]
+    assert retries["mode"] == "adaptive"
+    assert retries["total_max_attempts"] == SYNC_RETRIES["total_max_attempts"]
     own = CleanRoomsMLHook(
         aws_conn_id=None, region_name="us-east-1", config={"retries": {"mode": "standard", "max_attempts": 2}}
     )
