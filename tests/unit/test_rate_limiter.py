@@ -248,3 +248,32 @@ def test_throttled_answers_of_a_pooled_client_cut_its_keys_limiter(monkeypatch):
 def test_limiter_key_is_hashable_and_frozen():
     key = LimiterKey("cleanroomsml", None, "us-east-1", "identity:x", "Op")
     assert {key: 1}[key] == 1
+
+
+def test_operators_and_sensors_pass_the_rate_to_their_triggers_which_serialize_it():
+    from airflow_cleanrooms.hooks.cleanrooms_ml import JobRef
+    from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
+    from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobSensor
+    from airflow_cleanrooms.triggers.cleanrooms_ml import (
+        CleanRoomsMLTrainedModelInferenceJobCompleteTrigger as Trigger,
+    )
+    from tests.unit.unit_support import INFERENCE_ARGS
+
+    sensor = CleanRoomsMLTrainedModelInferenceJobSensor(
+        task_id="s",
+        membership_identifier=MEMBERSHIP,
+        trained_model_inference_job_arn=JOB_ARN,
+        max_requests_per_second=2,
+    )
+    operator = CleanRoomsMLStartTrainedModelInferenceJobOperator(
+        task_id="o", max_requests_per_second=None, **INFERENCE_ARGS
+    )
+    operator.request = {"membershipIdentifier": MEMBERSHIP}
+    for trigger, expected in ((sensor.trigger(), 2), (operator.trigger_for(JobRef(JOB_ARN)), None)):
+        _, kwargs = trigger.serialize()
+        assert kwargs["max_requests_per_second"] == expected
+        assert Trigger(**kwargs).max_requests_per_second == expected
+    default = CleanRoomsMLTrainedModelInferenceJobSensor(
+        task_id="d", membership_identifier=MEMBERSHIP, trained_model_inference_job_arn=JOB_ARN
+    )
+    assert default.trigger().serialize()[1]["max_requests_per_second"] == DEFAULT_MAX_REQUESTS_PER_SECOND
