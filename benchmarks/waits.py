@@ -203,7 +203,7 @@ def main(spec_path: str) -> None:
         await hb
         pool = SharedClientPool.for_running_loop()
         built = pool.clients_created
-        for key, limiter in PollScheduler.for_running_loop().rate_limiters._limiters.items():
+        for key, limiter in PollScheduler.for_running_loop().rate_limiters.limiters.items():
             limiters[key.account] = {
                 "granted": limiter.granted,
                 "throttles": limiter.throttles,

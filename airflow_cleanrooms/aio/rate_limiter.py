@@ -222,6 +222,11 @@ class RateLimiters:
             limiter = self._limiters[key] = AdaptiveRateLimiter(self._loop, self._deliver, ceiling)
         return limiter
 
+    @property
+    def limiters(self) -> dict[LimiterKey, AdaptiveRateLimiter]:
+        """The limiters made so far, by key (a copy)."""
+        return dict(self._limiters)
+
     def __getitem__(self, key: LimiterKey) -> AdaptiveRateLimiter:
         return self._limiters[key]
 

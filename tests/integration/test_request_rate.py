@@ -70,7 +70,7 @@ def _run(triggers: list[Any]) -> tuple[list[dict[str, Any]], list[Any]]:
 
         try:
             events = await asyncio.gather(*(first(t) for t in triggers))
-            limiters = list(PollScheduler.for_running_loop().rate_limiters._limiters.values())
+            limiters = list(PollScheduler.for_running_loop().rate_limiters.limiters.values())
             return list(events), limiters
         finally:
             await close_shared_clients()
