@@ -31,6 +31,7 @@ from airflow_cleanrooms.wait_semantics import (
     is_throttling,
     is_transient,
     load_waiter_config,
+    log_final_state,
     match_acceptors,
     waiter_acceptors,
 )
@@ -361,6 +362,8 @@ class CleanRoomsMLHook(AwsBaseHook):
                 )
                 last_status = state.status
             accepted = match_acceptors(acceptors, state.response)
+            if accepted is not None and accepted.state in ("success", "failure"):
+                log_final_state(kind, arn, state.final_fields(kind), self.log)
             if accepted is not None and accepted.state == "success":
                 return state
             if accepted is not None and accepted.state == "failure":

@@ -24,6 +24,7 @@ from airflow_cleanrooms.wait_semantics import (
     ResourceKind,
     ResourceState,
     format_duration,
+    log_final_state,
     raise_for_wait_event,
 )
 
@@ -86,6 +87,8 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
     def poke(self, context: Context) -> bool:
         state = self._read_state()
         self._log_status(state)
+        if self.kind.is_success(state.status) or self.kind.is_failure(state.status):
+            log_final_state(self.kind, self.arn, state.final_fields(self.kind), self.log)
         if self.kind.is_success(state.status):
             return True
         if self.kind.is_failure(state.status):

@@ -12,6 +12,7 @@ from airflow_cleanrooms.wait_semantics import (
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     ResourceKind,
+    publishing_fields,
 )
 
 
@@ -68,6 +69,10 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
 
     def hook(self) -> CleanRoomsMLHook:
         return CleanRoomsMLHook(**self._hook_parameters)
+
+    def _final_fields(self, response: dict[str, Any]) -> dict[str, Any] | None:
+        """The logs/metrics publishing members of the last response (for the task's final state block)."""
+        return publishing_fields(self.kind, response)
 
     async def on_kill(self) -> None:
         """Cancel the resource when the user kills the deferred task (only with ``cancel_on_kill``)."""
