@@ -25,6 +25,10 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
     - With ``cancel_on_kill``, a user killing the deferred task (mark failed / clear / mark success;
       Airflow 3.3+ calls :meth:`on_kill` then) cancels the resource. Operators that started the
       resource set it; sensors, which only watch, never do.
+    - With ``print_log``, the job's container logs are streamed into the trigger's log (the task log
+      on Airflow 3) while it waits: :class:`~airflow_cleanrooms.container_logs.TriggerLogStreamer`
+      (shared client pool, poll scheduler), streams found by ``log_stream_prefix`` (default: the
+      job's id).
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -38,6 +42,8 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         serialized_fields: dict[str, Any],
         waiter_args_extra: dict[str, Any] | None = None,
         cancel_on_kill: bool = False,
+        print_log: bool = False,
+        log_stream_prefix: str | None = None,
         waiter_delay: int = 60,
         waiter_max_attempts: int = 720,
         aws_conn_id: str | None = "aws_default",
@@ -49,9 +55,12 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         self.membership_identifier = membership_identifier
         self.arn = arn
         self.cancel_on_kill = cancel_on_kill
+        self.print_log = print_log
+        self.log_stream_prefix = log_stream_prefix
         self.waiter_args_extra = {k: v for k, v in (waiter_args_extra or {}).items() if v is not None}
+        streaming = {"print_log": True, "log_stream_prefix": log_stream_prefix} if print_log else {}
         super().__init__(
-            serialized_fields={**serialized_fields, "cancel_on_kill": cancel_on_kill},
+            serialized_fields={**serialized_fields, "cancel_on_kill": cancel_on_kill, **streaming},
             waiter_name=kind.waiter_name,
             waiter_args=kind.request(membership_identifier, arn, **self.waiter_args_extra),
             failure_message=f"{kind.label.capitalize()} {arn} failed",
@@ -69,6 +78,23 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
 
     def hook(self) -> CleanRoomsMLHook:
         return CleanRoomsMLHook(**self._hook_parameters)
+
+    async def _wait(self, client: Any, waiter: Any) -> Any:
+        """The status wait, with the container logs streamed beside it when ``print_log`` is set."""
+        from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
+
+        wait = super()._wait(client, waiter)
+        if not self.print_log or log_group(self.kind) is None:
+            return await wait
+        streamer = TriggerLogStreamer(
+            self.kind,
+            self.arn,
+            self.log,
+            self._hook_parameters,
+            interval=max(float(self.waiter_delay), 1.0),
+            stream_prefix=self.log_stream_prefix,
+        )
+        return await streamer.stream(wait)
 
     def _final_fields(self, response: dict[str, Any]) -> dict[str, Any] | None:
         """The logs/metrics publishing members of the last response (for the task's final state block)."""
