@@ -67,6 +67,36 @@ def default_stream_prefix(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
+def redact(message: str) -> str:
+    """``message`` through this process's secrets masker (values it knows become ``***``)."""
+    try:
+        from airflow.providers.common.compat.sdk import redact as masker_redact
+    except ImportError:  # pragma: no cover - an older common-compat: the log pipeline still masks
+        return message
+    try:
+        return str(masker_redact(message))
+    except Exception:
+        return message
+
+
+def sensitive_values(request: Mapping[str, Any]) -> list[str]:
+    """
+    Values under sensitive-looking keys (Airflow's rule) in a request's maps, e.g. ``environment``:
+    what the operator registered with the secrets masker, for a trigger in another process to mask.
+    """
+    from airflow_cleanrooms.operators.request import should_hide_value_for_key
+
+    values: list[str] = []
+    for value in request.values():
+        if isinstance(value, Mapping):
+            values += [
+                str(item)
+                for key, item in value.items()
+                if isinstance(key, str) and item not in (None, "") and should_hide_value_for_key(key)
+            ]
+    return values
+
+
 def _millis(value: datetime | None) -> int:
     return int(value.timestamp() * 1000) if value is not None else 0
 
@@ -186,7 +216,10 @@ class _Reporter:
 
     def events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         for stream, event in events:
-            message = str(event.get("message", "")).rstrip("\n")
+            # Through the task's (trigger's) logger, so the log pipeline's masker applies; and redacted
+            # here too, for pipelines that do not mask (dag.test) or a triggerer that did not
+            # register the task's secrets.
+            message = redact(str(event.get("message", "")).rstrip("\n"))
             if self.single:
                 self.log.info("[container] %s", message)
             else:
@@ -364,6 +397,7 @@ class TriggerLogStreamer:
         interval: float,
         stream_prefix: str | None = None,
         start_time_ms: int = 0,
+        mask_values: Iterable[str] = (),
     ) -> None:
         group = log_group(kind)
         assert group is not None, f"a {kind.label} has no container logs"
@@ -371,6 +405,18 @@ class TriggerLogStreamer:
         self.reporter = _Reporter(self.follower, log, kind.label)
         self.hook_parameters = dict(hook_parameters)
         self.interval = float(interval)
+        self.mask_values = list(mask_values)
+
+    def _register_masks(self) -> None:
+        """The task's secrets, known to this (triggerer) process's masker from now on."""
+        if not self.mask_values:
+            return
+        try:
+            from airflow.providers.common.compat.sdk import mask_secret
+        except ImportError:  # pragma: no cover
+            return
+        for value in self.mask_values:
+            mask_secret(value)
 
     def _hook(self) -> AwsLogsHook:
         return AwsLogsHook(**self.hook_parameters)
@@ -392,6 +438,7 @@ class TriggerLogStreamer:
 
         pool = SharedClientPool.for_running_loop()
         scheduler = PollScheduler.for_running_loop()
+        self._register_masks()
         try:
             entry = await pool.acquire(self._hook())
         except Exception as error:

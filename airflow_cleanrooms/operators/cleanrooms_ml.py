@@ -30,7 +30,7 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
 
-from airflow_cleanrooms.container_logs import stream_sync_wait
+from airflow_cleanrooms.container_logs import sensitive_values, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
 from airflow_cleanrooms.links.cleanrooms_ml import (
@@ -422,7 +422,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         }
 
     def _trigger_common(self) -> dict[str, Any]:
-        common = {
+        common: dict[str, Any] = {
             "waiter_delay": self.waiter_delay,
             "waiter_max_attempts": self.waiter_max_attempts,
             "aws_conn_id": self.aws_conn_id,
@@ -431,7 +431,11 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             "botocore_config": self.botocore_config,
         }
         if self.print_log:
-            common.update(print_log=True, log_stream_prefix=self.log_stream_prefix)
+            common.update(
+                print_log=True,
+                log_stream_prefix=self.log_stream_prefix,
+                log_mask_values=sensitive_values(self.request),
+            )
         return common
 
 

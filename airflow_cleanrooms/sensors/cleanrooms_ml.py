@@ -173,7 +173,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         return self.hook.get_state(self.kind, self.membership_identifier, self.arn, **self.get_extra())
 
     def _trigger_common(self) -> dict[str, Any]:
-        common = {
+        common: dict[str, Any] = {
             "waiter_delay": max(1, int(self.poke_interval)),
             "waiter_max_attempts": self.max_retries,
             "aws_conn_id": self.aws_conn_id,

@@ -44,6 +44,7 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         cancel_on_kill: bool = False,
         print_log: bool = False,
         log_stream_prefix: str | None = None,
+        log_mask_values: list[str] | None = None,
         waiter_delay: int = 60,
         waiter_max_attempts: int = 720,
         aws_conn_id: str | None = "aws_default",
@@ -57,8 +58,17 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.print_log = print_log
         self.log_stream_prefix = log_stream_prefix
+        self.log_mask_values = list(log_mask_values or [])
         self.waiter_args_extra = {k: v for k, v in (waiter_args_extra or {}).items() if v is not None}
-        streaming = {"print_log": True, "log_stream_prefix": log_stream_prefix} if print_log else {}
+        streaming: dict[str, Any] = {}
+        if print_log:
+            # log_mask_values: the task's secrets, masked in streamed lines (trigger kwargs are
+            # stored encrypted by Airflow).
+            streaming = {
+                "print_log": True,
+                "log_stream_prefix": log_stream_prefix,
+                "log_mask_values": self.log_mask_values,
+            }
         super().__init__(
             serialized_fields={**serialized_fields, "cancel_on_kill": cancel_on_kill, **streaming},
             waiter_name=kind.waiter_name,
@@ -93,6 +103,7 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
             self._hook_parameters,
             interval=max(float(self.waiter_delay), 1.0),
             stream_prefix=self.log_stream_prefix,
+            mask_values=self.log_mask_values,
         )
         return await streamer.stream(wait)
 
