@@ -52,9 +52,9 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
     :param poke_interval: Seconds between checks (also the trigger's delay). (default: 60)
     :param max_retries: In deferrable mode, the trigger's maximum number of checks. (default: 720)
     :param print_log: While waiting (``poke`` mode or deferrable), copy the job's container logs
-        (CloudWatch Logs) into the task log, in order and without repeats. In ``reschedule`` mode
-        each try starts over, so it is not streamed there (a warning says so). (default: ``False``;
-        see :mod:`airflow_cleanrooms.container_logs`)
+        (CloudWatch Logs) into the task log, in order and without repeats. In ``reschedule`` mode,
+        where each poke is a new try, all of the job's lines come once, when it has ended.
+        (default: ``False``; see :mod:`airflow_cleanrooms.container_logs`)
     :param log_stream_prefix: Follow the log streams whose names start with this (default: the
         job's id, the last segment of its ARN). (templated)
     """
@@ -97,22 +97,19 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
     def execute(self, context: Context) -> Any:
         self._persist_logs_link(context)
         if not self.deferrable:
-            if self.print_log and self.reschedule:
-                self.log.warning("print_log: container logs are not streamed in reschedule mode")
-            else:
-                self._streamer = stream_sync_wait(
-                    enabled=self.print_log,
-                    kind=self.kind,
-                    arn=self.arn,
-                    log=self.log,
-                    aws={
-                        "aws_conn_id": self.aws_conn_id,
-                        "region_name": self.region_name,
-                        "verify": self.verify,
-                        "config": self.botocore_config,
-                    },
-                    stream_prefix=self.log_stream_prefix,
-                )
+            self._streamer = stream_sync_wait(
+                enabled=self.print_log,
+                kind=self.kind,
+                arn=self.arn,
+                log=self.log,
+                aws={
+                    "aws_conn_id": self.aws_conn_id,
+                    "region_name": self.region_name,
+                    "verify": self.verify,
+                    "config": self.botocore_config,
+                },
+                stream_prefix=self.log_stream_prefix,
+            )
             return super().execute(context)
         self.defer(
             trigger=self.trigger(),
@@ -124,7 +121,9 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         state = self._read_state()
         self._log_status(state)
         ended = self.kind.is_success(state.status) or self.kind.is_failure(state.status)
-        if self._streamer is not None:
+        if self._streamer is not None and (ended or not self.reschedule):
+            # In reschedule mode each poke is a new try that would start over: the lines come once,
+            # all of them, when the job has ended.
             self._streamer.on_poll(state, ended)
         if ended:
             log_final_state(self.kind, self.arn, state.final_fields(self.kind), self.log)
