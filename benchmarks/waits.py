@@ -78,6 +78,8 @@ def main(spec_path: str) -> None:
 
     cls = trigger_classes()[variant]
     conn_ids = sorted(spec["connections"])
+    # The first fraction of the waits stream their container logs (print_log) beside the status wait.
+    streaming = round(n * float(spec.get("print_log_fraction") or 0.0)) if variant != "anchor" else 0
     triggers = [
         cls(
             membership_identifier=spec["membership"],
@@ -85,6 +87,7 @@ def main(spec_path: str) -> None:
             waiter_delay=spec["delay"],
             waiter_max_attempts=spec["max_attempts"],
             aws_conn_id=conn_ids[i % len(conn_ids)],
+            **({"print_log": True} if i < streaming else {}),
         )
         for i, job in enumerate(jobs)
     ]
@@ -233,6 +236,7 @@ def main(spec_path: str) -> None:
     result = {
         "variant": variant,
         "n": n,
+        "streaming_waits": streaming,
         "completed": len(ok),
         "errors": len(events) - len(ok),
         "missing": n - len(events),

@@ -18,7 +18,7 @@ import pytest
 pytestmark = [pytest.mark.integration]
 
 RUN_AFTER = pendulum.datetime(2026, 5, 6, 7, 8, 9, tz="UTC")
-JOB_NAME = "scores-20260506T070809"
+NO_LOGS_RUN_AFTER = pendulum.datetime(2026, 5, 6, 8, 0, 0, tz="UTC")
 SECRET = "hunter2-db-secret"
 DAG_FILE = Path(__file__).parent / "core_dag_files" / "container_logs_dag_run.py"
 
@@ -40,17 +40,18 @@ def logs_dag(airflow_dags_folder: Path, airflow_db: Path, cleanrooms_emulator: A
     return load
 
 
-def _run(logs_dag: Any, emulator: Any, deferrable: bool, **seed: Any) -> tuple[Any, str]:
+def _run(logs_dag: Any, emulator: Any, deferrable: bool, run_after: Any, **seed: Any) -> tuple[Any, str]:
     membership_id = str(uuid.uuid4())
     seeded = emulator.control.seed_membership(membership_id, trained_model=True, **seed)
-    emulator.control.fail_job(JOB_NAME, "AlgorithmError", "division by zero in score()")
+    job_name = f"scores-{run_after.strftime('%Y%m%dT%H%M%S')}"
+    emulator.control.fail_job(job_name, "AlgorithmError", "division by zero in score()")
     conf = {
         "membership_id": membership_id,
         "trained_model_arn": seeded["trained_model_arn"],
         "channel_arn": seeded["ml_input_channel_arn"],
         "db_password": SECRET,
     }
-    dag_run = logs_dag(deferrable).test(run_after=RUN_AFTER, run_conf=conf)
+    dag_run = logs_dag(deferrable).test(run_after=run_after, run_conf=conf)
     job_arn = emulator.control.requests("StartTrainedModelInferenceJob")
     assert len(job_arn) == 1
     return dag_run, membership_id
@@ -60,12 +61,11 @@ def _run(logs_dag: Any, emulator: Any, deferrable: bool, **seed: Any) -> tuple[A
 def test_failing_job_streams_the_container_error_line_with_secrets_masked(
     logs_dag, cleanrooms_emulator, deferrable, capfd
 ) -> None:
-    dag_run, _ = _run(logs_dag, cleanrooms_emulator, deferrable)
+    dag_run, _ = _run(logs_dag, cleanrooms_emulator, deferrable, RUN_AFTER)
 
     assert dag_run.get_task_instance("score").state == "failed"
     output = capfd.readouterr()
     logs = output.out + output.err
-    Path("/tmp/cl_logs.txt").write_text(logs)  # DEBUG
     arn_id = cleanrooms_emulator.control.requests("GetTrainedModelInferenceJob")[0]["params"][
         "trainedModelInferenceJobArn"
     ].rsplit("/", 1)[-1]
@@ -88,7 +88,7 @@ def test_failing_job_streams_the_container_error_line_with_secrets_masked(
 def test_an_association_without_logs_says_logs_status_and_why(
     logs_dag, cleanrooms_emulator, deferrable, capfd
 ) -> None:
-    dag_run, _ = _run(logs_dag, cleanrooms_emulator, deferrable, container_logs=False)
+    dag_run, _ = _run(logs_dag, cleanrooms_emulator, deferrable, NO_LOGS_RUN_AFTER, container_logs=False)
 
     assert dag_run.get_task_instance("score").state == "failed"
     output = capfd.readouterr()
