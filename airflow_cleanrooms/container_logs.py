@@ -471,6 +471,30 @@ class TriggerLogStreamer:
             pool.release(entry)
 
 
+def last_lines(client: Any, kind: ResourceKind, arn: str, count: int = 5) -> list[str]:
+    """
+    The last ``count`` lines the job's container logged (all its streams, in time order), read with a
+    ``logs`` client; ``[]`` when there are none (or no log group yet).
+    """
+    group = log_group(kind)
+    if group is None:
+        return []
+    follower = LogFollower(group, default_stream_prefix(arn))
+    try:
+        streams = follower.new_streams(client.describe_log_streams(**follower.describe_request()))
+    except Exception as error:
+        if _not_found(error):
+            return []
+        raise
+    fetched = Fetched(streams, {})
+    for stream in streams:
+        page = client.get_log_events(
+            logGroupName=group, logStreamName=stream, limit=count, startFromHead=False
+        )
+        fetched.events[stream] = (page.get("events") or [], None)
+    return [str(event.get("message", "")).rstrip("\n") for _, event in follower.apply(fetched)][-count:]
+
+
 def stream_sync_wait(
     *,
     enabled: bool,
@@ -492,6 +516,7 @@ __all__ = [
     "LogFollower",
     "TriggerLogStreamer",
     "default_stream_prefix",
+    "last_lines",
     "log_group",
     "stream_sync_wait",
 ]

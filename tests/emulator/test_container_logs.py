@@ -154,3 +154,22 @@ def test_reset_forgets_the_logs(
     assert _events(logs, INFERENCE_GROUP, arn)
     cleanrooms_emulator.control.reset()
     assert logs.describe_log_groups()["logGroups"] == []
+
+
+def test_last_lines_of_a_job_for_the_demo(
+    cleanrooms_emulator: EmulatorHandle, client: Any, make_inference_request: Any
+) -> None:
+    from airflow_cleanrooms.container_logs import last_lines
+    from airflow_cleanrooms.wait_semantics import TRAINED_MODEL_INFERENCE_JOB
+
+    cleanrooms_emulator.control.fail_job("tail", "AlgorithmError", "out of memory")
+    arn = client.start_trained_model_inference_job(**make_inference_request(name="tail"))[
+        "trainedModelInferenceJobArn"
+    ]
+    logs = cleanrooms_emulator.client("logs")
+    assert last_lines(logs, TRAINED_MODEL_INFERENCE_JOB, arn) == []  # no group yet
+    cleanrooms_emulator.control.advance_clock(60)
+    assert last_lines(logs, TRAINED_MODEL_INFERENCE_JOB, arn, count=2) == [
+        "ERROR AlgorithmError: out of memory",
+        "Container exited with code 1",
+    ]
