@@ -28,19 +28,23 @@ def logs_dag(airflow_dags_folder: Path, airflow_db: Path, cleanrooms_emulator: A
     monkeypatch.setenv("CORE_TEST_CONN_ID", cleanrooms_emulator.conn_id)
     shutil.copy2(DAG_FILE, airflow_dags_folder / DAG_FILE.name)
 
-    def load(deferrable: bool) -> Any:
+    def load(deferrable: bool | str) -> Any:
         try:
             from airflow.dag_processing.dagbag import DagBag
         except ImportError:  # Airflow < 3.1
             from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
         bag = DagBag(dag_folder=str(airflow_dags_folder / DAG_FILE.name))
         assert not bag.import_errors, bag.import_errors
+        if isinstance(deferrable, str):
+            return bag.dags[deferrable]
         return bag.dags["container_logs_inference" + ("_deferrable" if deferrable else "")]
 
     return load
 
 
-def _run(logs_dag: Any, emulator: Any, deferrable: bool, run_after: Any, **seed: Any) -> tuple[Any, str]:
+def _run(
+    logs_dag: Any, emulator: Any, deferrable: bool | str, run_after: Any, **seed: Any
+) -> tuple[Any, str]:
     membership_id = str(uuid.uuid4())
     seeded = emulator.control.seed_membership(membership_id, trained_model=True, **seed)
     job_name = f"scores-{run_after.strftime('%Y%m%dT%H%M%S')}"
@@ -98,3 +102,18 @@ def test_an_association_without_logs_says_logs_status_and_why(
     assert "no container logs will be found in CloudWatch Logs for this job" in logs
     assert "No container log streams found in /aws/cleanroomsml/TrainedModelInferenceJobs" in logs
     assert "[container]" not in logs
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_sensor_streams_the_container_lines_once(logs_dag, cleanrooms_emulator, mode, capfd) -> None:
+    run_after = pendulum.datetime(2026, 5, 6, 9 if mode == "poke" else 10, 0, 0, tz="UTC")
+    dag_run, _ = _run(logs_dag, cleanrooms_emulator, f"container_logs_sensor_{mode}", run_after)
+
+    assert dag_run.get_task_instance("wait").state == "failed"
+    output = capfd.readouterr()
+    logs = output.out + output.err
+    assert logs.count("[container] ERROR AlgorithmError: division by zero in score()") == 1
+    assert logs.count("[container] Starting inference container") == 1
+    assert "[container] Environment: DB_PASSWORD=***, MODE=batch" in logs
+    assert SECRET not in logs
+    assert "logs status:      PUBLISH_SUCCEEDED" in logs

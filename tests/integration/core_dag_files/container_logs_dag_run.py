@@ -7,6 +7,7 @@ import os
 from airflow.sdk import DAG
 
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
+from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobSensor
 
 CONN_ID = os.environ.get("CORE_TEST_CONN_ID", "aws_default")
 
@@ -33,3 +34,33 @@ for deferrable in (False, True):
             retries=0,
         )
     globals()[dag.dag_id] = dag
+
+for mode in ("poke", "reschedule"):
+    with DAG(
+        f"container_logs_sensor_{mode}",
+        schedule=None,
+        params={"membership_id": "", "trained_model_arn": "", "channel_arn": "", "db_password": ""},
+    ) as sensor_dag:
+        start = CleanRoomsMLStartTrainedModelInferenceJobOperator(
+            task_id="score",
+            aws_conn_id=CONN_ID,
+            membership_identifier="{{ params.membership_id }}",
+            name="scores-{{ dag_run.run_after | ts_nodash }}",
+            trained_model_arn="{{ params.trained_model_arn }}",
+            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+            output_configuration={"members": [{"accountId": "444455556666"}]},
+            data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
+            environment={"DB_PASSWORD": "{{ params.db_password }}", "MODE": "batch"},
+            wait_for_completion=False,
+        )
+        CleanRoomsMLTrainedModelInferenceJobSensor(
+            task_id="wait",
+            aws_conn_id=CONN_ID,
+            membership_identifier="{{ params.membership_id }}",
+            trained_model_inference_job_arn=start.output,
+            poke_interval=1,
+            mode=mode,
+            print_log=True,
+            retries=0,
+        )
+    globals()[sensor_dag.dag_id] = sensor_dag
