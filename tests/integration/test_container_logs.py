@@ -86,6 +86,11 @@ def test_failing_job_streams_the_container_error_line_with_secrets_masked(
     assert "status:           CREATE_FAILED" in logs
     assert "logs status:      PUBLISH_SUCCEEDED" in logs
     assert cleanrooms_emulator.control.requests("GetLogEvents")
+    # The container logs link of the task points at the job's streams.
+    link = dag_run.get_task_instance("score").xcom_pull(task_ids="score", key="cleanrooms_ml_container_logs")
+    assert link["log_group"] == "/aws/cleanroomsml/TrainedModelInferenceJobs"
+    assert link["stream_prefix"] == arn_id
+    assert link["aws_domain"] == "aws.amazon.com" and link["region_name"] == "us-east-1"
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
