@@ -207,3 +207,26 @@ def test_streamed_lines_go_through_the_secrets_masker(caplog: pytest.LogCaptureF
         reporter.events([("p/1", _event(1, "connecting with password unit-s3cr3t-value"))])
     assert "connecting with password ***" in caplog.text
     assert "unit-s3cr3t-value" not in caplog.text
+
+
+def test_a_streaming_trigger_serializes_its_streaming_arguments() -> None:
+    from airflow_cleanrooms.triggers.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobCompleteTrigger
+
+    trigger = CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(
+        membership_identifier="m",
+        trained_model_inference_job_arn=JOB_ARN,
+        print_log=True,
+        log_stream_prefix="custom",
+        log_mask_values=["s3cr3t"],
+    )
+    path, kwargs = trigger.serialize()
+    assert kwargs["print_log"] is True
+    assert kwargs["log_stream_prefix"] == "custom"
+    assert kwargs["log_mask_values"] == ["s3cr3t"]
+    rebuilt = CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(**kwargs)
+    assert rebuilt.serialize() == (path, kwargs)
+    # Without streaming nothing is added, so triggers serialized before keep their shape.
+    plain = CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(
+        membership_identifier="m", trained_model_inference_job_arn=JOB_ARN
+    )
+    assert "print_log" not in plain.serialize()[1]
