@@ -398,6 +398,7 @@ class TriggerLogStreamer:
         stream_prefix: str | None = None,
         start_time_ms: int = 0,
         mask_values: Iterable[str] = (),
+        max_requests_per_second: float | None = None,
     ) -> None:
         group = log_group(kind)
         assert group is not None, f"a {kind.label} has no container logs"
@@ -406,6 +407,7 @@ class TriggerLogStreamer:
         self.hook_parameters = dict(hook_parameters)
         self.interval = float(interval)
         self.mask_values = list(mask_values)
+        self.max_requests_per_second = max_requests_per_second
 
     def _register_masks(self) -> None:
         """The task's secrets, known to this (triggerer) process's masker from now on."""
@@ -435,6 +437,7 @@ class TriggerLogStreamer:
     async def stream(self, wait: Any) -> Any:
         from airflow_cleanrooms.aio.client_pool import SharedClientPool
         from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
+        from airflow_cleanrooms.aio.rate_limiter import limiter_key
 
         pool = SharedClientPool.for_running_loop()
         scheduler = PollScheduler.for_running_loop()
@@ -452,12 +455,24 @@ class TriggerLogStreamer:
             async def read(**_: Any) -> Fetched:
                 return await fetch_new_events(client, follower)
 
-            polling = scheduler.poll(read, {}, self._step, first_delay=min(self.interval, 1.0))
+            # The reads take turns on the loop's request-rate limiter of the logs client's account
+            # (one token per read), as the status polls do on theirs.
+            rate = self.max_requests_per_second
+            limiter = None
+            if rate:
+                limiter = scheduler.rate_limiters.get(limiter_key(entry.key, "GetLogEvents"), rate)
+                scheduler.rate_limiters.watch(entry.key, client)
+                limiter.register(rate)
+            polling = scheduler.poll(
+                read, {}, self._step, first_delay=min(self.interval, 1.0), limiter=limiter
+            )
             try:
                 result = await wait
             finally:
                 streaming = not polling.done()
                 polling.cancel()
+                if limiter is not None:
+                    limiter.unregister(rate)  # type: ignore[arg-type]
             if streaming:
                 # The wait ended while streaming went on: the last lines (the job's end) come now.
                 async def last(**_: Any) -> Fetched:

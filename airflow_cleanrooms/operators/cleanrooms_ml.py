@@ -30,6 +30,7 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
 
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.container_logs import sensitive_values, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
@@ -117,6 +118,9 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         (default: ``False``; see :mod:`airflow_cleanrooms.container_logs`)
     :param log_stream_prefix: Follow the log streams whose names start with this (default: the
         job's id, the last segment of its ARN). (templated)
+    :param max_requests_per_second: In deferrable mode, the most requests per second that the
+        triggerer's waits on one account, Region and operation make together; they slow down
+        further when AWS throttles. (default: 5, AWS's published quota; ``None``: unlimited)
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -142,6 +146,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         cancel_on_kill: bool = True,
         print_log: bool = False,
         log_stream_prefix: str | None = None,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
         **kwargs: Any,
     ) -> None:
         members = argument_members(self.operation_name)
@@ -163,6 +168,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         self.cancel_on_kill = cancel_on_kill
         self.print_log = print_log
         self.log_stream_prefix = log_stream_prefix
+        self.max_requests_per_second = max_requests_per_second
         self.request: dict[str, Any] = {}
         self._job: JobRef | None = None
 
@@ -429,6 +435,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             "region_name": self.region_name,
             "verify": self.verify,
             "botocore_config": self.botocore_config,
+            "max_requests_per_second": self.max_requests_per_second,
         }
         if self.print_log:
             common.update(

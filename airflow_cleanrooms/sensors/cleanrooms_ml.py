@@ -11,6 +11,7 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.container_logs import (
     ContainerLogStreamer,
     default_stream_prefix,
@@ -57,6 +58,9 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         (default: ``False``; see :mod:`airflow_cleanrooms.container_logs`)
     :param log_stream_prefix: Follow the log streams whose names start with this (default: the
         job's id, the last segment of its ARN). (templated)
+    :param max_requests_per_second: In deferrable mode, the most requests per second that the
+        triggerer's waits on one account, Region and operation make together; they slow down
+        further when AWS throttles. (default: 5, AWS's published quota; ``None``: unlimited)
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -73,6 +77,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         max_retries: int = 720,
         print_log: bool = False,
         log_stream_prefix: str | None = None,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -81,6 +86,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         self.max_retries = max_retries
         self.print_log = print_log
         self.log_stream_prefix = log_stream_prefix
+        self.max_requests_per_second = max_requests_per_second
         self._last_status: str | None = None
         self._streamer: ContainerLogStreamer | None = None
 
@@ -179,6 +185,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
             "region_name": self.region_name,
             "verify": self.verify,
             "botocore_config": self.botocore_config,
+            "max_requests_per_second": self.max_requests_per_second,
         }
         if self.print_log:
             common.update(print_log=True, log_stream_prefix=self.log_stream_prefix)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
 from airflow_cleanrooms.wait_semantics import (
@@ -41,6 +42,9 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
     :param region_name: AWS Region; the connection's when not given.
     :param verify: Whether to verify SSL certificates, or a CA bundle path.
     :param botocore_config: A ``botocore.config.Config`` as a dict.
+    :param max_requests_per_second: The most requests per second that the triggerer's waits on one
+        account, Region and operation make together (they slow down further when AWS throttles).
+        (default: 5, AWS's published quota; ``None``: unlimited)
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -63,8 +67,10 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
     ) -> None:
         kind = self.kind
+        self.max_requests_per_second = max_requests_per_second
         self.membership_identifier = membership_identifier
         self.arn = arn
         self.cancel_on_kill = cancel_on_kill
@@ -82,7 +88,12 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
                 "log_mask_values": self.log_mask_values,
             }
         super().__init__(
-            serialized_fields={**serialized_fields, "cancel_on_kill": cancel_on_kill, **streaming},
+            serialized_fields={
+                **serialized_fields,
+                "cancel_on_kill": cancel_on_kill,
+                "max_requests_per_second": max_requests_per_second,
+                **streaming,
+            },
             waiter_name=kind.waiter_name,
             waiter_args=kind.request(membership_identifier, arn, **self.waiter_args_extra),
             failure_message=f"{kind.label.capitalize()} {arn} failed",
@@ -101,11 +112,11 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
     def hook(self) -> CleanRoomsMLHook:
         return CleanRoomsMLHook(**self._hook_parameters)
 
-    async def _wait(self, client: Any, waiter: Any) -> Any:
+    async def _wait(self, client: Any, waiter: Any, client_key: Any = None) -> Any:
         """The status wait, with the container logs streamed beside it when ``print_log`` is set."""
         from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
 
-        wait = super()._wait(client, waiter)
+        wait = super()._wait(client, waiter, client_key)
         if not self.print_log or log_group(self.kind) is None:
             return await wait
         streamer = TriggerLogStreamer(
@@ -116,6 +127,7 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
             interval=max(float(self.waiter_delay), 1.0),
             stream_prefix=self.log_stream_prefix,
             mask_values=self.log_mask_values,
+            max_requests_per_second=self.max_requests_per_second,
         )
         return await streamer.stream(wait)
 
