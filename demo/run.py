@@ -1,52 +1,45 @@
 """
 The one-command demo: train a model and run an inference job through Airflow, with no AWS account.
 
-``make demo`` (``scripts/demo``) sets up ``.venv`` and runs ``python -m airflow_cleanrooms.demo``,
-which:
+``make demo`` (``scripts/demo``) sets up ``.venv`` and runs ``python -m demo.run``, which:
 
-1. makes a temporary ``AIRFLOW_HOME`` (SQLite metadata database, the example DAGs copied into its
-   dags folder) and runs ``airflow db migrate`` there;
-2. starts the Clean Rooms ML emulator as a subprocess on a free port, with jobs that take seconds;
-3. seeds a membership through the emulator's API: configured model algorithm, its association and
-   an ML input channel;
-4. points the ``aws_default`` connection at the emulator (``AIRFLOW_CONN_AWS_DEFAULT``) and runs
-   ``airflow dags test example_cleanrooms_ml_train_and_infer --conf '{...seeded ARNs...}'``;
-5. prints the trained model and inference job ARNs with their final statuses (read back from the
-   emulator with boto3) and the state of each task, stops the emulator, and exits non-zero if
-   anything failed.
+1. makes a temporary ``AIRFLOW_HOME`` (SQLite, the example DAGs copied into its dags folder) and
+   runs ``airflow db migrate`` there;
+2. starts the Clean Rooms ML emulator (:class:`~airflow_cleanrooms.emulator.process.EmulatorProcess`)
+   with jobs that take seconds, and seeds a membership through its API;
+3. points ``aws_default`` at the emulator and runs ``airflow dags test <dag> --conf '{...ARNs...}'``;
+4. reads the run back with the Airflow CLI's JSON output (``dags list-runs``,
+   ``tasks states-for-dag-run``) and the trained model and inference job from the emulator, prints
+   a summary and exits non-zero if anything failed.
 
 The DAG is the unmodified example: pointed at AWS through ``aws_default`` it runs the same way.
+It lives outside the wheel because it needs a checkout's ``dags/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import queue
-import re
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from airflow_cleanrooms.emulator.process import EmulatorProcess
 
 DAG_ID = "example_cleanrooms_ml_train_and_infer"
 TASK_ORDER = ("create_trained_model", "wait_trained_model", "start_inference", "wait_inference")
 REGION = "us-east-1"
 RECEIVER_ACCOUNT = "111122223333"
-LISTENING = re.compile(r"listening on (http://\S+)")
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DAGS_DIR = REPO_ROOT / "dags"
+DEFAULT_DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
+AIRFLOW = (sys.executable, "-m", "airflow")
 
 
 class DemoError(RuntimeError):
@@ -84,82 +77,6 @@ class DemoResult:
         )
 
 
-# --------------------------------------------------------------------------------------------------
-# Processes
-
-
-def _drain(stream: IO[str], sink: IO[str], lines: queue.Queue[str] | None) -> None:
-    for line in stream:
-        sink.write(line)
-        sink.flush()
-        if lines is not None:
-            lines.put(line)
-
-
-@contextlib.contextmanager
-def running_emulator(
-    log_path: Path,
-    *,
-    pending_seconds: float,
-    running_seconds: float,
-    startup_timeout: float = 60.0,
-) -> Iterator[str]:
-    """Start ``python -m airflow_cleanrooms.emulator`` on a free port; yield its URL; stop it."""
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_cleanrooms.emulator",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--state",
-        ":memory:",
-        "--pending-seconds",
-        str(pending_seconds),
-        "--running-seconds",
-        str(running_seconds),
-        "--training-seconds",
-        str(running_seconds),
-    ]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert process.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        drain = threading.Thread(target=_drain, args=(process.stdout, log, lines), daemon=True)
-        drain.start()
-        try:
-            deadline = time.monotonic() + startup_timeout
-            url = None
-            while url is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or process.poll() is not None:
-                    raise DemoError(
-                        f"The emulator did not start (exit code {process.poll()}); see {log_path}:\n"
-                        + _tail(log_path)
-                    )
-                with contextlib.suppress(queue.Empty):
-                    match = LISTENING.search(lines.get(timeout=min(remaining, 0.5)))
-                    if match:
-                        url = match.group(1).rstrip("/")
-            yield url
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            drain.join(timeout=5)  # its last lines reach the log before the log is closed
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -167,52 +84,14 @@ def _tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
-def _run(
-    command: Sequence[str], env: Mapping[str, str], log_path: Path, *, echo: bool, timeout: float
-) -> int:
-    """Run a command, its output going to ``log_path`` (and the terminal when ``echo``)."""
-    with open(log_path, "a") as log:
-        log.write(f"$ {' '.join(command)}\n")
-        log.flush()
-        process = subprocess.Popen(
-            list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(env)
-        )
-        assert process.stdout is not None
-        sink: IO[str] = _Tee(log, sys.stdout) if echo else log  # type: ignore[assignment]
-        drain = threading.Thread(target=_drain, args=(process.stdout, sink, None), daemon=True)
-        drain.start()
-        try:
-            code = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            code = -9
-        drain.join(timeout=5)
-        return code
-
-
-class _Tee:
-    def __init__(self, *streams: IO[str]):
-        self.streams = streams
-
-    def write(self, text: str) -> None:
-        for stream in self.streams:
-            stream.write(text)
-
-    def flush(self) -> None:
-        for stream in self.streams:
-            stream.flush()
-
-
-# --------------------------------------------------------------------------------------------------
-# Environment
-
-
 def airflow_environment(home: Path, emulator_url: str | None, poll_seconds: int) -> dict[str, str]:
     """Environment of the Airflow commands: the temporary home, SQLite, aws_default -> emulator."""
-    env = dict(os.environ)
-    for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))]:
-        del env[key]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))
+        and k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN")
+    }
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -229,8 +108,6 @@ def airflow_environment(home: Path, emulator_url: str | None, poll_seconds: int)
             "PYTHONUNBUFFERED": "1",
         }
     )
-    env.pop("AWS_PROFILE", None)
-    env.pop("AWS_SESSION_TOKEN", None)
     if emulator_url is not None:
         env["AIRFLOW_CONN_AWS_DEFAULT"] = emulator_connection(emulator_url)
     return env
@@ -249,13 +126,6 @@ def prepare_home(home: Path, dags_dir: Path) -> None:
     (home / "dags").mkdir(parents=True, exist_ok=True)
     for dag_file in dag_files:
         shutil.copy2(dag_file, home / "dags" / dag_file.name)
-
-
-def seed(url: str, membership_id: str) -> dict[str, str]:
-    """Create the membership's algorithm, association and ML input channel in the emulator."""
-    from airflow_cleanrooms.emulator.control import EmulatorControl
-
-    return dict(EmulatorControl(url).seed_membership(membership_id))
 
 
 def run_conf(membership_id: str, seeded: Mapping[str, str]) -> dict[str, Any]:
@@ -277,84 +147,61 @@ def run_conf(membership_id: str, seeded: Mapping[str, str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Reading the outcome back
+# Reading the outcome back: Airflow's CLI (JSON output) and the emulator's API
 
 
-def read_run(db_path: Path, dag_id: str, result: DemoResult) -> None:
-    """Fill the run id, run state, task states and XComs of the latest run from the SQLite DB."""
-    if not db_path.exists():
+def airflow_json(args: Sequence[str], env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Run ``airflow <args> -o json`` and decode its output (the last line that is a JSON list)."""
+    done = subprocess.run(
+        [*AIRFLOW, *args, "-o", "json"], env=dict(env), capture_output=True, text=True, check=False
+    )
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("["):
+            return list(json.loads(line))
+    raise DemoError(
+        f"airflow {' '.join(args)} printed no JSON (exit {done.returncode}):\n{done.stderr[-2000:]}"
+    )
+
+
+def read_run(env: Mapping[str, str], dag_id: str, result: DemoResult) -> None:
+    """Fill the run id, run state and task states of the DAG's latest run."""
+    runs = airflow_json(["dags", "list-runs", dag_id], env)
+    if not runs:
         return
-    with contextlib.closing(sqlite3.connect(db_path)) as db:
-        row = db.execute(
-            "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
-        ).fetchone()
-        if row is None:
-            return
-        result.run_id, result.dag_run_state = row
-        result.task_states = {task: None for task in TASK_ORDER}
-        for task_id, state in db.execute(
-            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
-            (dag_id, result.run_id),
-        ):
-            result.task_states[task_id] = state
-        xcoms = dict(
-            db.execute(
-                "SELECT task_id, value FROM xcom WHERE dag_id = ? AND run_id = ? AND key = 'return_value'",
-                (dag_id, result.run_id),
-            ).fetchall()
-        )
-    result.trained_model_arn = _xcom_string(xcoms.get("create_trained_model"))
-    result.inference_job_arn = _xcom_string(xcoms.get("start_inference"))
+    latest = max(runs, key=lambda run: str(run.get("run_after") or run.get("start_date") or ""))
+    result.run_id, result.dag_run_state = latest["run_id"], latest["state"]
+    result.task_states = dict.fromkeys(TASK_ORDER)
+    for ti in airflow_json(["tasks", "states-for-dag-run", dag_id, latest["run_id"]], env):
+        result.task_states[ti["task_id"]] = ti["state"]
 
 
-def _xcom_string(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode()
-    try:
-        decoded = json.loads(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return decoded if isinstance(decoded, str) else None
-
-
-def read_resources(url: str, membership_id: str, result: DemoResult) -> None:
-    """Read the final statuses of the trained model and the inference job from the emulator."""
+def read_resources(emulator: EmulatorProcess, membership_id: str, result: DemoResult) -> None:
+    """The trained model and inference job of the demo's membership (it holds only the run's)."""
     import boto3
 
     client = boto3.client(
         "cleanroomsml",
-        endpoint_url=url,
+        endpoint_url=emulator.url,
         region_name=REGION,
         aws_access_key_id="demo",
         aws_secret_access_key="demo",
     )
-    if result.trained_model_arn is None:
-        models = client.list_trained_models(membershipIdentifier=membership_id).get("trainedModels", [])
-        if models:
-            result.trained_model_arn = models[0]["trainedModelArn"]
-    if result.trained_model_arn:
-        model = client.get_trained_model(
-            membershipIdentifier=membership_id, trainedModelArn=result.trained_model_arn
-        )
-        result.trained_model_status = model["status"]
-        if model.get("statusDetails"):
-            result.status_details["trained_model"] = model["statusDetails"]
-    if result.inference_job_arn is None:
-        jobs = client.list_trained_model_inference_jobs(membershipIdentifier=membership_id).get(
-            "trainedModelInferenceJobs", []
-        )
-        if jobs:
-            result.inference_job_arn = jobs[0]["trainedModelInferenceJobArn"]
-    if result.inference_job_arn:
-        job = client.get_trained_model_inference_job(
+    for model in client.list_trained_models(membershipIdentifier=membership_id)["trainedModels"][:1]:
+        result.trained_model_arn, result.trained_model_status = model["trainedModelArn"], model["status"]
+        details = client.get_trained_model(
+            membershipIdentifier=membership_id, trainedModelArn=model["trainedModelArn"]
+        ).get("statusDetails")
+        if details:
+            result.status_details["trained_model"] = details
+    jobs = client.list_trained_model_inference_jobs(membershipIdentifier=membership_id)
+    for job in jobs["trainedModelInferenceJobs"][:1]:
+        result.inference_job_arn = job["trainedModelInferenceJobArn"]
+        result.inference_job_status, result.inference_job_name = job["status"], job["name"]
+        details = client.get_trained_model_inference_job(
             membershipIdentifier=membership_id, trainedModelInferenceJobArn=result.inference_job_arn
-        )
-        result.inference_job_status = job["status"]
-        result.inference_job_name = job.get("name")
-        if job.get("statusDetails"):
-            result.status_details["inference_job"] = job["statusDetails"]
+        ).get("statusDetails")
+        if details:
+            result.status_details["inference_job"] = details
     read_container_logs(client, result)
 
 
@@ -433,55 +280,72 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo in ``home`` (which must be writable); return what it observed."""
     out = out or sys.stdout
-    result = DemoResult(dag_id=dag_id)
+    result = DemoResult(dag_id=dag_id, log_path=home / "airflow-output.log")
     started = time.monotonic()
 
     def step(message: str) -> None:
         print(f"[demo {time.monotonic() - started:5.1f}s] {message}", file=out, flush=True)
 
     prepare_home(home, dags_dir)
-    log_path = home / "airflow-output.log"
-    result.log_path = log_path
-    airflow = [sys.executable, "-m", "airflow"]
-
     step(f"AIRFLOW_HOME={home} (SQLite); migrating the metadata database")
-    with open(home / "db-migrate.log", "w") as migrate_log:
+    with open(home / "db-migrate.log", "w") as migrate_log:  # runs while the emulator starts
         migrate = subprocess.Popen(
-            [*airflow, "db", "migrate"],
+            [*AIRFLOW, "db", "migrate"],
             env=airflow_environment(home, None, poll_seconds),
             stdout=migrate_log,
             stderr=subprocess.STDOUT,
         )
+    step("starting the Clean Rooms ML emulator")
+    seconds = [str(pending_seconds), str(running_seconds)]
+    emulator = EmulatorProcess(
+        state=":memory:",
+        args=[
+            "--pending-seconds",
+            seconds[0],
+            "--running-seconds",
+            seconds[1],
+            "--training-seconds",
+            seconds[1],
+        ],
+    )
     try:
-        step("starting the Clean Rooms ML emulator")
-        with running_emulator(
-            home / "emulator.log", pending_seconds=pending_seconds, running_seconds=running_seconds
-        ) as url:
-            step(f"emulator listening on {url}")
-            membership_id = str(uuid.uuid4())
-            seeded = seed(url, membership_id)
-            conf = run_conf(membership_id, seeded)
-            step(f"seeded membership {membership_id} through the emulator's API:")
-            for key in ("configured_model_algorithm_association_arn", "ml_input_channel_arn"):
-                step(f"  {key} = {seeded.get(key)}")
-            code = migrate.wait(timeout=timeout)
-            if code != 0:
-                raise DemoError(f"airflow db migrate failed ({code}):\n" + _tail(home / "db-migrate.log"))
-            result.timings["setup"] = time.monotonic() - started
-            step(f"running: airflow dags test {dag_id} --conf '{json.dumps(conf)}'")
-            dag_started = time.monotonic()
-            result.exit_code = _run(
-                [*airflow, "dags", "test", dag_id, "--conf", json.dumps(conf)],
-                airflow_environment(home, url, poll_seconds),
-                log_path,
-                echo=echo,
-                timeout=timeout,
-            )
-            result.timings["dag run"] = time.monotonic() - dag_started
-            read_run(home / "airflow.db", dag_id, result)
-            read_resources(url, membership_id, result)
-            step("stopping the emulator")
+        try:
+            emulator.start()
+        except RuntimeError as err:
+            raise DemoError(str(err)) from None
+        step(f"emulator listening on {emulator.url}")
+        membership_id = str(uuid.uuid4())
+        seeded = emulator.control.seed_membership(membership_id)
+        conf = run_conf(membership_id, seeded)
+        step(f"seeded membership {membership_id} through the emulator's API:")
+        for key in ("configured_model_algorithm_association_arn", "ml_input_channel_arn"):
+            step(f"  {key} = {seeded.get(key)}")
+        if migrate.wait(timeout=timeout) != 0:
+            raise DemoError("airflow db migrate failed:\n" + _tail(home / "db-migrate.log"))
+        result.timings["setup"] = time.monotonic() - started
+        step(f"running: airflow dags test {dag_id} --conf '{json.dumps(conf)}'")
+        env = airflow_environment(home, emulator.url, poll_seconds)
+        dag_started = time.monotonic()
+        with open(home / "airflow-output.log", "w") as log:
+            try:
+                result.exit_code = subprocess.run(
+                    [*AIRFLOW, "dags", "test", dag_id, "--conf", json.dumps(conf)],
+                    env=env,
+                    stdout=None if echo else log,
+                    stderr=None if echo else subprocess.STDOUT,
+                    timeout=timeout,
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                result.exit_code = -9
+        result.timings["dag run"] = time.monotonic() - dag_started
+        step("reading the run back (airflow dags list-runs / tasks states-for-dag-run -o json)")
+        read_run(env, dag_id, result)
+        read_resources(emulator, membership_id, result)
+        step("stopping the emulator")
     finally:
+        emulator.stop()
+        (home / "emulator.log").write_text("\n".join(emulator.output) + "\n")
         if migrate.poll() is None:
             migrate.kill()
             migrate.wait()
@@ -491,7 +355,7 @@ def run_demo(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_cleanrooms.demo",
+        prog="scripts/demo",
         description="Run the train-and-infer example DAG end to end against the local emulator.",
     )
     parser.add_argument(
