@@ -45,6 +45,8 @@ from airflow_cleanrooms.wait_semantics import (
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from airflow.sdk import Context
+
 #: The log group each kind's container writes to.
 LOG_GROUPS: dict[ResourceKind, str] = {
     TRAINED_MODEL_INFERENCE_JOB: "/aws/cleanroomsml/TrainedModelInferenceJobs",
@@ -535,3 +537,30 @@ __all__ = [
     "log_group",
     "stream_sync_wait",
 ]
+
+
+def persist_logs_link(
+    context: Context, task: Any, kind: ResourceKind, arn: str, stream_prefix: str | None
+) -> None:
+    """
+    Store the data of the task's container logs link (jobs that run a container only).
+
+    :param task: the operator or sensor; its hook gives the Region and partition.
+    :param stream_prefix: the user's ``log_stream_prefix``; the job's default prefix when ``None``.
+    """
+    from airflow_cleanrooms.links.cleanrooms_ml import CleanRoomsMLContainerLogsLink
+
+    group = log_group(kind)
+    if group is None:
+        return
+    try:
+        CleanRoomsMLContainerLogsLink.persist(
+            context=context,
+            operator=task,
+            region_name=task.hook.conn_region_name,
+            aws_partition=task.hook.conn_partition,
+            log_group=group,
+            stream_prefix=stream_prefix or default_stream_prefix(arn),
+        )
+    except Exception as error:  # a link is never worth failing the task for
+        task.log.debug("Could not persist the container logs link: %s", error)

@@ -31,7 +31,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.container_logs import sensitive_values, stream_sync_wait
+from airflow_cleanrooms.container_logs import persist_logs_link, sensitive_values, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
 from airflow_cleanrooms.links.cleanrooms_ml import (
@@ -258,26 +258,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         if job.version is not None:
             ti.xcom_push(key=self.version_xcom_key, value=job.version)
         self.persist_link(context, job)
-        self.persist_logs_link(context, job)
-
-    def persist_logs_link(self, context: Context, job: JobRef) -> None:
-        """Store the container logs link's data (jobs with a container only)."""
-        from airflow_cleanrooms.container_logs import default_stream_prefix, log_group
-
-        group = log_group(self.kind)
-        if group is None:
-            return
-        try:
-            CleanRoomsMLContainerLogsLink.persist(
-                context=context,
-                operator=self,
-                region_name=self.hook.conn_region_name,
-                aws_partition=self.hook.conn_partition,
-                log_group=group,
-                stream_prefix=self.log_stream_prefix or default_stream_prefix(job.arn),
-            )
-        except Exception as error:  # a link is never worth failing the task for
-            self.log.debug("Could not persist the container logs link: %s", error)
+        persist_logs_link(context, self, self.kind, job.arn, self.log_stream_prefix)
 
     def persist_link(self, context: Context, job: JobRef, collaboration_id: str | None = None) -> None:
         """Store the console link's data (XCom); the collaboration, once known, makes it precise."""

@@ -12,12 +12,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.container_logs import (
-    ContainerLogStreamer,
-    default_stream_prefix,
-    log_group,
-    stream_sync_wait,
-)
+from airflow_cleanrooms.container_logs import ContainerLogStreamer, persist_logs_link, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.links.cleanrooms_ml import CleanRoomsMLContainerLogsLink
@@ -101,7 +96,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         raise NotImplementedError
 
     def execute(self, context: Context) -> Any:
-        self._persist_logs_link(context)
+        persist_logs_link(context, self, self.kind, self.arn, self.log_stream_prefix)
         if not self.deferrable:
             self._streamer = stream_sync_wait(
                 enabled=self.print_log,
@@ -138,22 +133,6 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         if self.kind.is_failure(state.status):
             raise CleanRoomsMLJobFailedError(self.kind.label, self.arn, state.status, state.status_details)
         return False
-
-    def _persist_logs_link(self, context: Context) -> None:
-        group = log_group(self.kind)
-        if group is None:
-            return
-        try:
-            CleanRoomsMLContainerLogsLink.persist(
-                context=context,
-                operator=self,
-                region_name=self.hook.conn_region_name,
-                aws_partition=self.hook.conn_partition,
-                log_group=group,
-                stream_prefix=self.log_stream_prefix or default_stream_prefix(self.arn),
-            )
-        except Exception as error:  # a link is never worth failing the task for
-            self.log.debug("Could not persist the container logs link: %s", error)
 
     def _log_status(self, state: ResourceState) -> None:
         if state.status == self._last_status:
