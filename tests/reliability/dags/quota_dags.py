@@ -1,0 +1,83 @@
+"""
+DAGs of the job-quota proof (tests/reliability/test_job_quotas.py), copied into its dags folder.
+
+The normal way to score segments in parallel: one operator mapped over segment names
+(``.partial(...).expand(name=[...])``), with no task retries, so every segment must be started by
+its first try however many of its siblings the service refuses. ``quota_<kind>_<mode>_m1`` maps 12
+segments in one membership; ``quota_<kind>_<mode>_m2`` maps 8 segments in each of two memberships of
+one account at once. Memberships, the ARNs they need and the connection (one account per run) come
+from ``dag_run.conf``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import DAG
+
+from airflow_cleanrooms.operators.cleanrooms_ml import (
+    CleanRoomsMLCreateTrainedModelOperator,
+    CleanRoomsMLStartTrainedModelInferenceJobOperator,
+)
+
+KINDS = ("inference", "training")
+MODES = ("sync", "deferrable")
+SHAPES = {"m1": {"a": 12}, "m2": {"a": 8, "b": 8}}
+#: Seconds between status checks and between quota checks: short, the emulator's jobs are short.
+POLL = 3
+
+
+def dag_id(kind: str, mode: str, shape: str) -> str:
+    return f"quota_{kind}_{mode}_{shape}"
+
+
+DAG_IDS = [dag_id(kind, mode, shape) for kind in KINDS for mode in MODES for shape in SHAPES]
+
+
+def _conf(key: str, membership: str) -> str:
+    return "{{ dag_run.conf['" + key + "_" + membership + "'] }}"
+
+
+def _mapped(kind: str, mode: str, membership: str, segments: int) -> Any:
+    common: dict[str, Any] = {
+        "task_id": f"{kind}_{membership}",
+        "membership_identifier": _conf("membership", membership),
+        "aws_conn_id": "{{ dag_run.conf['conn_id'] }}",
+        "deferrable": mode == "deferrable",
+        "waiter_delay": POLL,
+        "quota_poll_interval": POLL,
+        "quota_wait_timeout": 900,
+    }
+    names = [f"{kind[:5]}-{membership}-seg-{index:02d}" for index in range(segments)]
+    if kind == "inference":
+        return CleanRoomsMLStartTrainedModelInferenceJobOperator.partial(
+            **common,
+            trained_model_arn=_conf("trained_model_arn", membership),
+            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+            output_configuration={"members": [{"accountId": "111122223333"}], "accept": "text/csv"},
+            data_source={"mlInputChannelArn": _conf("channel_arn", membership)},
+        ).expand(name=names)
+    return CleanRoomsMLCreateTrainedModelOperator.partial(
+        **common,
+        configured_model_algorithm_association_arn=_conf("association_arn", membership),
+        resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1, "volumeSizeInGB": 10},
+        data_channels=[{"mlInputChannelArn": _conf("channel_arn", membership), "channelName": "train"}],
+    ).expand(name=names)
+
+
+for _kind in KINDS:
+    for _mode in MODES:
+        for _shape, _memberships in SHAPES.items():
+            with DAG(
+                dag_id(_kind, _mode, _shape),
+                schedule=None,
+                start_date=datetime(2024, 1, 1),
+                catchup=False,
+                is_paused_upon_creation=False,
+                max_active_tasks=32,
+                default_args={"retries": 0},
+                tags=["reliability", "quota"],
+            ):
+                for _membership, _segments in _memberships.items():
+                    _mapped(_kind, _mode, _membership, _segments)

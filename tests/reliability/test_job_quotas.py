@@ -1,0 +1,236 @@
+"""
+Job quotas in a real Airflow: mapped starts that meet AWS's quotas wait for a slot instead of failing.
+
+One Airflow deployment (api-server, scheduler with LocalExecutor, dag-processor, triggerer; SQLite)
+and one emulator process with AWS's limits on, at their defaults (5 pending/in-progress jobs per
+membership, 10 per account, for inference and for training; 5 requests per second per operation).
+Each scenario runs one DAG of ``dags/quota_dags.py`` with no task retries, in its own account (the
+connection's 12-digit access key) so that scenarios running side by side do not share a quota:
+
+* ``m1``: the operator mapped over 12 segments of one membership;
+* ``m2``: 8 segments in each of two memberships of one account, at once.
+
+Each row says whether the run succeeded with every task on its first try, how many jobs the emulator
+started (exactly one per segment), the most it ever had pending or in progress at once per
+membership and per account (from its status histories), and how many starts it refused with
+``ServiceQuotaExceededException``: refusals > 0 shows that the quota was met and waited out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_cleanrooms.emulator.process import EmulatorProcess
+from tests.reliability.airflow_topology import AirflowTopology
+from tests.reliability.dags.quota_dags import DAG_IDS, KINDS, MODES, SHAPES, dag_id
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HERE = Path(__file__).resolve().parent
+DAG_FILES = [HERE / "dags" / "quota_dags.py"]
+PENDING_SECONDS = 1.0
+RUNNING_SECONDS = 8.0
+RUN_TIMEOUT = 900.0
+MEMBERSHIP_QUOTA, ACCOUNT_QUOTA = 5, 10
+START = {"inference": "StartTrainedModelInferenceJob", "training": "CreateTrainedModel"}
+STATS = {"inference": "inference_jobs", "training": "trained_models"}
+
+
+@dataclass
+class QuotaRow:
+    scenario: str
+    expected_jobs: int
+    jobs: int
+    max_membership: int
+    max_account: int
+    refused: int
+    outcome: str
+    tries: str
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.problems
+            and self.jobs == self.expected_jobs
+            and self.outcome == "success"
+            and self.tries == "1"
+            and self.max_membership <= MEMBERSHIP_QUOTA
+            and self.max_account <= ACCOUNT_QUOTA
+            and self.refused > 0
+        )
+
+
+def format_table(rows: list[QuotaRow]) -> str:
+    header = (
+        "scenario",
+        "jobs (want)",
+        f"max/membership (<= {MEMBERSHIP_QUOTA})",
+        f"max/account (<= {ACCOUNT_QUOTA})",
+        "refused starts (> 0)",
+        "outcome (want)",
+        "tries (want)",
+        "time",
+        "ok",
+    )
+    body = [
+        (
+            row.scenario,
+            f"{row.jobs} ({row.expected_jobs})",
+            str(row.max_membership),
+            str(row.max_account),
+            str(row.refused),
+            f"{row.outcome} (success)",
+            f"{row.tries} (1)",
+            f"{row.seconds:.1f}s",
+            "yes" if row.ok else "NO",
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(line[i])) for line in (header, *body)) for i in range(len(header))]
+    lines = [
+        " | ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in (header, *body)
+    ]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    for row in rows:
+        for problem in row.problems:
+            lines.append(f"  ! {row.scenario}: {problem}")
+    return "\n".join(lines)
+
+
+def _connection(url: str, account: str) -> str:
+    # A 12-digit access key is the emulator's caller account: one account per scenario.
+    extra = {"region_name": "us-east-1", "endpoint_url": url}
+    return json.dumps({"conn_type": "aws", "login": account, "password": "testing", "extra": extra})
+
+
+SCENARIOS = [(kind, mode, shape) for kind in KINDS for shape in SHAPES for mode in MODES]
+ACCOUNTS = {scenario: f"{210000000000 + index:012d}" for index, scenario in enumerate(SCENARIOS)}
+
+
+def run_scenario(
+    topology: AirflowTopology, emulator: EmulatorProcess, kind: str, mode: str, shape: str
+) -> QuotaRow:
+    control = emulator.control
+    account = ACCOUNTS[(kind, mode, shape)]
+    memberships = {name: str(uuid.uuid4()) for name in SHAPES[shape]}
+    conf: dict[str, Any] = {"conn_id": f"quota_{account}"}
+    for name, membership in memberships.items():
+        seeded = control.seed_membership(membership, trained_model=True)
+        conf[f"membership_{name}"] = membership
+        conf[f"trained_model_arn_{name}"] = seeded["trained_model_arn"]
+        conf[f"channel_arn_{name}"] = seeded["ml_input_channel_arn"]
+        conf[f"association_arn_{name}"] = seeded["configured_model_algorithm_association_arn"]
+    dag = dag_id(kind, mode, shape)
+    run_id = f"{dag}__{uuid.uuid4().hex[:8]}"
+    segments = sum(SHAPES[shape].values())
+    label = f"{kind}: {segments} segments in {len(memberships)} membership(s), {mode}"
+    problems: list[str] = []
+    started = time.monotonic()
+    topology.trigger(dag, run_id, conf)
+    try:
+        topology.wait_run_finished(dag, run_id, RUN_TIMEOUT)
+    except TimeoutError as error:
+        problems.append(str(error))
+    seconds = time.monotonic() - started
+    tis = topology.task_instances(dag, run_id)
+    if len(tis) != segments:
+        problems.append(f"{len(tis)} task instances, want {segments}")
+    outcome = "/".join(sorted({ti["state"] or "none" for ti in tis})) or "none"
+    tries = "/".join(sorted({str(ti["try_number"]) for ti in tis})) or "-"
+    stats = getattr(control.stats(), STATS[kind])
+    start_calls = [
+        call
+        for call in control.requests(START[kind])
+        if call["params"].get("membershipIdentifier") in memberships.values()
+    ]
+    created = [call for call in start_calls if call["status"] == 200]
+    refused = [call for call in start_calls if call["error"] == "ServiceQuotaExceededException"]
+    names = sorted(call["params"].get("name") for call in created)
+    if len(set(names)) != len(names):
+        problems.append(f"a segment was started twice: {names}")
+    if not any("refused by the service quota" in _task_logs(topology, dag, run_id, ti) for ti in tis):
+        problems.append("no task log says why it waited")
+    return QuotaRow(
+        label,
+        segments,
+        len(created),
+        max(stats.max_running(membership_id=m) for m in memberships.values()),
+        stats.max_running(account_id=account),
+        len(refused),
+        outcome,
+        tries,
+        seconds,
+        problems,
+    )
+
+
+def _task_logs(topology: AirflowTopology, dag: str, run_id: str, ti: dict[str, Any]) -> str:
+    return topology.task_log(dag, run_id, ti["task_id"], int(ti["try_number"] or 1), int(ti["map_index"]))
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    state = tmp_path_factory.mktemp("quota-emulator") / "state.db"
+    timings = ["--pending-seconds", str(PENDING_SECONDS), "--running-seconds", str(RUNNING_SECONDS)]
+    process = EmulatorProcess(
+        state=state, args=[*timings, "--training-seconds", str(RUNNING_SECONDS)]
+    ).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def topology(
+    tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorProcess
+) -> Iterator[AirflowTopology]:
+    home = tmp_path_factory.mktemp("quota-airflow")
+    env = {
+        f"AIRFLOW_CONN_QUOTA_{account}": _connection(emulator.url, account) for account in ACCOUNTS.values()
+    }
+    # Enough worker slots for 16 sync tasks at once, so that the account quota is met in sync mode too.
+    topology = AirflowTopology(home, env=env, parallelism=16)
+    topology.add_dags(DAG_FILES)
+    topology.migrate()
+    topology.start()
+    try:
+        topology.wait_healthy()
+        topology.watch()
+        yield topology
+    except BaseException:
+        for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            print(f"== {component}\n{topology.tail(component)}")
+        raise
+    finally:
+        topology.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mapped_starts_wait_for_quota_slots(
+    kind: str, topology: AirflowTopology, emulator: EmulatorProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topology.wait_for_dags(DAG_IDS)
+    rows: list[QuotaRow] = []
+    # The sync and deferrable variants of one shape side by side (each in its own account).
+    for shape in SHAPES:
+        with ThreadPoolExecutor(max_workers=len(MODES)) as pool:
+            futures = [pool.submit(run_scenario, topology, emulator, kind, mode, shape) for mode in MODES]
+            rows += [future.result() for future in futures]
+    table = format_table(rows)
+    notes = "".join(f"\nnote: {restart}" for restart in topology.restarts)
+    with capsys.disabled():
+        print(f"\n\nJob quotas, {kind} (real Airflow + emulator with AWS's limits)\n" + table + notes + "\n")
+    assert all(row.ok for row in rows), "\n" + table
