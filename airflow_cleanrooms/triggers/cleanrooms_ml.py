@@ -217,8 +217,8 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
     Wait, in the triggerer, until a start refused by a job quota may succeed; the task then starts again.
 
     Used by the inference-job and trained-model operators after ``ServiceQuotaExceededException``.
-    Every ``poll_interval`` seconds (shortened at random by up to ``jitter``, and the first check after
-    a random fraction of it, so tasks refused together do not come back together) it lists the
+    Every ``poll_interval`` seconds (shortened at random by up to ``jitter``, so that tasks refused
+    together do not come back together; the first check too, see :meth:`check_delay`) it lists the
     membership's jobs of the kind (``ListTrainedModelInferenceJobs`` / ``ListTrainedModels``, one page)
     and fires when fewer than ``quota_value`` of them are pending or in progress. The listing shows
     one membership: when the refusal came from the account's quota the membership count is already
@@ -302,10 +302,16 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
         fields.pop("waiter_delay", None)  # poll_interval, kept as a float
         return classpath, fields
 
-    def check_delay(self, first: bool = False) -> float:
-        """Seconds before the next check: a random fraction of the interval, never past the deadline."""
-        low = 0.0 if first else (1.0 - self.jitter) * self.check_interval
-        delay = _RNG.uniform(low, self.check_interval)
+    def check_delay(self) -> float:
+        """
+        Seconds before the next check: random in ``[(1 - jitter) * interval, interval]``, before the deadline.
+
+        The first check too: a trigger that fires within seconds of its deferral can resume the task
+        before the executor has reported the deferring workload finished, and Airflow's scheduler
+        then fails the running task ("finished with state success, but the task instance's state
+        attribute is running"; seen in tests/reliability/test_job_quotas.py on a loaded machine).
+        """
+        delay = _RNG.uniform((1.0 - self.jitter) * self.check_interval, self.check_interval)
         return max(0.0, min(delay, self.deadline - time.time()))
 
     def _event(self, pending: int | None) -> TriggerEvent:
@@ -347,7 +353,7 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
                     getattr(entry.client, xform_name(str(self.kind.list_operation))),
                     self.waiter_args,
                     self._check,
-                    first_delay=self.check_delay(first=True),
+                    first_delay=self.check_delay(),
                 )
             finally:
                 pool.release(entry)

@@ -339,7 +339,7 @@ def test_quota_trigger_fires_at_the_deadline_and_on_a_failed_listing(clock) -> N
     assert trigger._check(OSError("connection reset")).result.payload["pending_jobs"] is None  # type: ignore[union-attr]
 
 
-def test_first_checks_of_triggers_deferred_together_are_spread() -> None:
-    delays = [quota_trigger().check_delay(first=True) for _ in range(12)]
-    assert all(0 <= d <= 60 for d in delays)
+def test_first_checks_of_triggers_deferred_together_are_spread_over_the_second_half() -> None:
+    delays = [quota_trigger().check_delay() for _ in range(12)]
+    assert all(30 <= d <= 60 for d in delays)
     assert len({round(d, 3) for d in delays}) == 12

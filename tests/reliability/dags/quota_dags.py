@@ -24,8 +24,10 @@ from airflow_cleanrooms.operators.cleanrooms_ml import (
 KINDS = ("inference", "training")
 MODES = ("sync", "deferrable")
 SHAPES = {"m1": {"a": 12}, "m2": {"a": 8, "b": 8}}
-#: Seconds between status checks and between quota checks: short, the emulator's jobs are short.
+#: Seconds between status checks: short, the emulator's jobs are short.
 POLL = 3
+#: Seconds between quota checks (each after 50-100 % of it): the emulator's jobs run 9 s.
+QUOTA_POLL = 12
 
 
 def dag_id(kind: str, mode: str, shape: str) -> str:
@@ -46,7 +48,7 @@ def _mapped(kind: str, mode: str, membership: str, segments: int) -> Any:
         "aws_conn_id": "{{ dag_run.conf['conn_id'] }}",
         "deferrable": mode == "deferrable",
         "waiter_delay": POLL,
-        "quota_poll_interval": POLL,
+        "quota_poll_interval": QUOTA_POLL,
         "quota_wait_timeout": 900,
     }
     names = [f"{kind[:5]}-{membership}-seg-{index:02d}" for index in range(segments)]
