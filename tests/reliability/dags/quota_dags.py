@@ -26,7 +26,7 @@ MODES = ("sync", "deferrable")
 SHAPES = {"m1": {"a": 12}, "m2": {"a": 8, "b": 8}}
 #: Seconds between status checks: short, the emulator's jobs are short.
 POLL = 3
-#: Seconds between quota checks (each after 50-100 % of it): the emulator's jobs run 9 s.
+#: Seconds between quota checks (each after 50-100 % of it): the emulator's jobs run 16 s.
 QUOTA_POLL = 12
 
 
