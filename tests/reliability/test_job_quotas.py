@@ -19,6 +19,8 @@ membership and per account (from its status histories), and how many starts it r
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from airflow_cleanrooms.emulator.process import EmulatorProcess
-from tests.reliability.airflow_topology import AirflowTopology
-from tests.reliability.dags.quota_dags import DAG_IDS, KINDS, MODES, SHAPES, dag_id
+from tests.reliability.airflow_topology import AirflowTopology, wait_until
+from tests.reliability.dags.quota_dags import DAG_IDS, DURABLE_DAG_IDS, KINDS, MODES, SHAPES, dag_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,6 +59,7 @@ class QuotaRow:
     tries: str
     seconds: float
     problems: list[str] = field(default_factory=list)
+    expected_tries: str = "1"
 
     @property
     def ok(self) -> bool:
@@ -63,7 +67,7 @@ class QuotaRow:
             not self.problems
             and self.jobs == self.expected_jobs
             and self.outcome == "success"
-            and self.tries == "1"
+            and self.tries == self.expected_tries
             and self.max_membership <= MEMBERSHIP_QUOTA
             and self.max_account <= ACCOUNT_QUOTA
             and self.refused > 0
@@ -90,7 +94,7 @@ def format_table(rows: list[QuotaRow]) -> str:
             str(row.max_account),
             str(row.refused),
             f"{row.outcome} (success)",
-            f"{row.tries} (1)",
+            f"{row.tries} ({row.expected_tries})",
             f"{row.seconds:.1f}s",
             "yes" if row.ok else "NO",
         )
@@ -116,6 +120,7 @@ def _connection(url: str, account: str) -> str:
 
 SCENARIOS = [(kind, mode, shape) for kind in KINDS for shape in SHAPES for mode in MODES]
 ACCOUNTS = {scenario: f"{210000000000 + index:012d}" for index, scenario in enumerate(SCENARIOS)}
+DURABLE_ACCOUNTS = {mode: f"{220000000000 + index:012d}" for index, mode in enumerate(MODES)}
 
 
 def run_scenario(
@@ -221,7 +226,7 @@ def topology(
 def test_mapped_starts_wait_for_quota_slots(
     kind: str, topology: AirflowTopology, emulator: EmulatorProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    topology.wait_for_dags(DAG_IDS)
+    topology.wait_for_dags([*DAG_IDS, *DURABLE_DAG_IDS.values()])
     # One scenario at a time: each has all of the executor's slots, so its tasks start together and
     # meet the quota (side by side, a sync run got half the slots and never met it).
     rows = [run_scenario(topology, emulator, kind, mode, shape) for shape in SHAPES for mode in MODES]
@@ -229,4 +234,122 @@ def test_mapped_starts_wait_for_quota_slots(
     notes = "".join(f"\nnote: {restart}" for restart in topology.restarts)
     with capsys.disabled():
         print(f"\n\nJob quotas, {kind} (real Airflow + emulator with AWS's limits)\n" + table + notes + "\n")
+    assert all(row.ok for row in rows), "\n" + table
+
+
+# ---- durable execution: a task killed while it waits for a slot ---------------------------------
+
+
+def run_durable(topology: AirflowTopology, emulator: EmulatorProcess, mode: str) -> QuotaRow:
+    """
+    Five jobs held in progress fill the membership's quota; the task waits; its worker process (sync)
+    or the triggerer (deferrable) is SIGKILLed mid-wait; then the slots free. The task must end with
+    exactly one job of its own.
+    """
+    control = emulator.control
+    account = DURABLE_ACCOUNTS[mode]
+    membership = str(uuid.uuid4())
+    seeded = control.seed_membership(membership, trained_model=True)
+    client = boto3.client(
+        "cleanroomsml",
+        endpoint_url=emulator.url,
+        region_name="us-east-1",
+        aws_access_key_id=account,
+        aws_secret_access_key="testing",
+    )
+    blockers = [
+        client.start_trained_model_inference_job(
+            membershipIdentifier=membership,
+            name=f"blocker-{index}",
+            trainedModelArn=seeded["trained_model_arn"],
+            resourceConfig={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+            outputConfiguration={"members": [{"accountId": "111122223333"}]},
+            dataSource={"mlInputChannelArn": seeded["ml_input_channel_arn"]},
+        )["trainedModelInferenceJobArn"]
+        for index in range(MEMBERSHIP_QUOTA)
+    ]
+    for arn in blockers:
+        control.force_status(arn, "CREATE_IN_PROGRESS")  # held until the test lets them end
+    conf = {
+        "conn_id": f"quota_{account}",
+        "membership_a": membership,
+        "trained_model_arn_a": seeded["trained_model_arn"],
+        "channel_arn_a": seeded["ml_input_channel_arn"],
+    }
+    dag = DURABLE_DAG_IDS[mode]
+    run_id = f"{dag}__{uuid.uuid4().hex[:8]}"
+    problems: list[str] = []
+    started = time.monotonic()
+    topology.trigger(dag, run_id, conf)
+
+    def waiting(try_number: int) -> bool:
+        return "refused by the service quota" in topology.task_log(dag, run_id, "inference", try_number)
+
+    wait_until(lambda: waiting(1), RUN_TIMEOUT, "try 1 to wait for a slot", interval=0.5)
+    if mode == "sync":
+        marker = topology.home / "markers" / f"{dag}__{run_id}__1.pid"
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        label = "inference: worker SIGKILL during a quota wait, sync"
+        wait_until(lambda: waiting(2), RUN_TIMEOUT, "try 2 to wait for a slot", interval=0.5)
+        expected_tries = "2"
+    else:
+        wait_until(
+            lambda: topology.task_instance(dag, run_id, "inference")["state"] == "deferred",
+            RUN_TIMEOUT,
+            "the task to defer on the quota",
+            interval=0.5,
+        )
+        logs = topology.task_log_dir(dag, run_id, "inference")
+        before = set(logs.glob("attempt=1.log.trigger.*.log"))
+        topology.kill("triggerer")
+        time.sleep(2)
+        topology.start("triggerer")
+        wait_until(
+            lambda: set(logs.glob("attempt=1.log.trigger.*.log")) - before, RUN_TIMEOUT, "the new triggerer"
+        )
+        label = "inference: triggerer SIGKILL during a quota wait, deferrable"
+        expected_tries = "1"
+    for arn in blockers:
+        control.force_status(arn, "ACTIVE")
+    try:
+        topology.wait_run_finished(dag, run_id, RUN_TIMEOUT)
+    except TimeoutError as error:
+        problems.append(str(error))
+    ti = topology.task_instance(dag, run_id, "inference")
+    jobs = client.list_trained_model_inference_jobs(membershipIdentifier=membership)[
+        "trainedModelInferenceJobs"
+    ]
+    own = [job for job in jobs if not job["name"].startswith("blocker-")]
+    refused = [
+        call
+        for call in control.requests(START["inference"])
+        if call["params"].get("membershipIdentifier") == membership
+        and call["error"] == "ServiceQuotaExceededException"
+    ]
+    stats = control.stats().inference_jobs
+    return QuotaRow(
+        label,
+        1,
+        len(own),
+        stats.max_running(membership_id=membership),
+        stats.max_running(account_id=account),
+        len(refused),
+        ti["state"] or "none",
+        str(ti["try_number"]),
+        time.monotonic() - started,
+        problems,
+        expected_tries,
+    )
+
+
+def test_a_task_killed_during_its_quota_wait_starts_one_job(
+    topology: AirflowTopology, emulator: EmulatorProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topology.wait_for_dags(DURABLE_DAG_IDS.values())
+    rows = [run_durable(topology, emulator, mode) for mode in MODES]
+    table = format_table(rows)
+    with capsys.disabled():
+        print(
+            "\n\nJob quotas, durable execution (real Airflow + emulator with AWS's limits)\n" + table + "\n"
+        )
     assert all(row.ok for row in rows), "\n" + table

@@ -6,12 +6,15 @@ The normal way to score segments in parallel: one operator mapped over segment n
 its first try however many of its siblings the service refuses. ``quota_<kind>_<mode>_m1`` maps 12
 segments in one membership; ``quota_<kind>_<mode>_m2`` maps 8 segments in each of two memberships of
 one account at once. Memberships, the ARNs they need and the connection (one account per run) come
-from ``dag_run.conf``.
+from ``dag_run.conf``. ``quota_durable_<mode>`` is one task (one retry) that waits for a slot while
+the test kills its worker process (sync) or the triggerer (deferrable).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG
@@ -83,3 +86,44 @@ for _kind in KINDS:
             ):
                 for _membership, _segments in _memberships.items():
                     _mapped(_kind, _mode, _membership, _segments)
+
+
+# ---- durable execution during a quota wait -----------------------------------------------------------
+
+MARKERS = Path(os.environ.get("QUOTA_MARKERS", "/tmp/quota-markers"))
+DURABLE_DAG_IDS = {mode: f"quota_durable_{mode}" for mode in MODES}
+
+
+class MarkedInferenceOperator(CleanRoomsMLStartTrainedModelInferenceJobOperator):  # type: ignore[misc]
+    """The shipped operator; every try writes its process id so the test can SIGKILL exactly it."""
+
+    def execute(self, context: Any) -> Any:
+        ti = context["ti"]
+        MARKERS.mkdir(parents=True, exist_ok=True)
+        (MARKERS / f"{ti.dag_id}__{ti.run_id}__{ti.try_number}.pid").write_text(str(os.getpid()))
+        return super().execute(context)
+
+
+for _mode, _dag_id in DURABLE_DAG_IDS.items():
+    with DAG(
+        _dag_id,
+        schedule=None,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        is_paused_upon_creation=False,
+        default_args={"retries": 1, "retry_delay": timedelta(seconds=1)},
+        tags=["reliability", "quota"],
+    ):
+        MarkedInferenceOperator(
+            task_id="inference",
+            membership_identifier=_conf("membership", "a"),
+            name="durable-segment",
+            trained_model_arn=_conf("trained_model_arn", "a"),
+            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+            output_configuration={"members": [{"accountId": "111122223333"}], "accept": "text/csv"},
+            data_source={"mlInputChannelArn": _conf("channel_arn", "a")},
+            aws_conn_id="{{ dag_run.conf['conn_id'] }}",
+            deferrable=_mode == "deferrable",
+            waiter_delay=POLL,
+            quota_poll_interval=QUOTA_POLL,
+        )
