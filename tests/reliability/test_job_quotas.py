@@ -202,9 +202,9 @@ def topology(
     tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorProcess
 ) -> Iterator[AirflowTopology]:
     home = tmp_path_factory.mktemp("quota-airflow")
-    env = {
-        f"AIRFLOW_CONN_QUOTA_{account}": _connection(emulator.url, account) for account in ACCOUNTS.values()
-    }
+    accounts = [*ACCOUNTS.values(), *DURABLE_ACCOUNTS.values()]
+    env = {f"AIRFLOW_CONN_QUOTA_{account}": _connection(emulator.url, account) for account in accounts}
+    env["QUOTA_MARKERS"] = str(home / "markers")
     # Enough worker slots for 16 sync tasks at once, so that the account quota is met in sync mode too.
     topology = AirflowTopology(home, env=env, parallelism=16)
     topology.add_dags(DAG_FILES)
