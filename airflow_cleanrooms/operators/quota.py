@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from botocore.exceptions import ClientError
 
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.exceptions import CleanRoomsMLQuotaUnreachableError, CleanRoomsMLQuotaWaitTimeoutError
 from airflow_cleanrooms.operators.durable import _apply_defaults
 from airflow_cleanrooms.triggers.cleanrooms_ml import CleanRoomsMLJobQuotaSlotTrigger
@@ -193,6 +194,7 @@ class CleanRoomsMLQuotaWaitMixin:
             region_name=self.region_name,
             verify=self.verify,
             botocore_config=self.botocore_config,
+            max_requests_per_second=getattr(self, "max_requests_per_second", DEFAULT_MAX_REQUESTS_PER_SECOND),
         )
         # The trigger fires by the deadline itself; Airflow's deferral timeout is only a backstop.
         timeout = timedelta(seconds=max(0.0, started + bound - time.time()) + interval + 60)

@@ -11,6 +11,7 @@ from botocore import xform_name
 
 from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND, limiter_key
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import _RNG, CleanRoomsMLBaseWaiterTrigger
 from airflow_cleanrooms.wait_semantics import (
@@ -19,6 +20,7 @@ from airflow_cleanrooms.wait_semantics import (
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     ResourceKind,
+    is_transient,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +45,9 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
     :param region_name: AWS Region; the connection's when not given.
     :param verify: Whether to verify SSL certificates, or a CA bundle path.
     :param botocore_config: A ``botocore.config.Config`` as a dict.
+    :param max_requests_per_second: The most requests per second that the triggerer's waits on one
+        account, Region and operation make together (they slow down further when AWS throttles).
+        (default: 5, AWS's published quota; ``None``: unlimited)
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -62,14 +67,20 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
     ) -> None:
         kind = self.kind
+        self.max_requests_per_second = max_requests_per_second
         self.membership_identifier = membership_identifier
         self.arn = arn
         self.cancel_on_kill = cancel_on_kill
         self.waiter_args_extra = {k: v for k, v in (waiter_args_extra or {}).items() if v is not None}
         super().__init__(
-            serialized_fields={**serialized_fields, "cancel_on_kill": cancel_on_kill},
+            serialized_fields={
+                **serialized_fields,
+                "cancel_on_kill": cancel_on_kill,
+                "max_requests_per_second": max_requests_per_second,
+            },
             waiter_name=kind.waiter_name,
             waiter_args=kind.request(membership_identifier, arn, **self.waiter_args_extra),
             failure_message=f"{kind.label.capitalize()} {arn} failed",
@@ -236,6 +247,8 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
     :param deadline: When to stop waiting (seconds since the epoch).
     :param poll_interval: Seconds between checks.
     :param kwargs: the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``.
+    :param max_requests_per_second: The listing takes turns on the triggerer's shared rate limiter of
+        the account, Region and operation, as the other waits do. (default: 5; ``None``: unlimited)
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -257,8 +270,10 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
     ) -> None:
         kind = self.resource_kind(resource)
+        self.max_requests_per_second = max_requests_per_second
         assert kind.list_operation is not None
         self.kind = kind
         self.membership_identifier = membership_identifier
@@ -274,6 +289,7 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
                 "quota_value": quota_value,
                 "deadline": self.deadline,
                 "poll_interval": self.check_interval,
+                "max_requests_per_second": max_requests_per_second,
             },
             waiter_name=kind.waiter_name,
             waiter_args={"membershipIdentifier": membership_identifier, "maxResults": kind.list_page_size},
@@ -326,6 +342,8 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
 
     def _check(self, outcome: Any) -> float | Finished[TriggerEvent]:
         if isinstance(outcome, BaseException):
+            if is_transient(outcome) and time.time() < self.deadline:
+                return self.check_delay()  # throttled or a passing fault: check again later
             self.log.warning("Could not list %ss (%s); trying the start again", self.kind.label, outcome)
             return Finished(self._event(None))
         pending = sum(
@@ -348,14 +366,24 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
         try:
             pool = SharedClientPool.for_running_loop()
             entry = await pool.acquire(self.hook(), self.client_transport)
+            scheduler = PollScheduler.for_running_loop()
+            operation = str(self.kind.list_operation)
+            rate, limiter = self.max_requests_per_second, None
             try:
-                event: TriggerEvent = await PollScheduler.for_running_loop().poll(
-                    getattr(entry.client, xform_name(str(self.kind.list_operation))),
+                if rate:
+                    limiter = scheduler.rate_limiters.get(limiter_key(entry.key, operation), rate)
+                    scheduler.rate_limiters.watch(entry.key, entry.client)
+                    limiter.register(rate)
+                event: TriggerEvent = await scheduler.poll(
+                    getattr(entry.client, xform_name(operation)),
                     self.waiter_args,
                     self._check,
                     first_delay=self.check_delay(),
+                    limiter=limiter,
                 )
             finally:
+                if limiter is not None and rate:
+                    limiter.unregister(rate)
                 pool.release(entry)
         except (asyncio.CancelledError, GeneratorExit):
             raise

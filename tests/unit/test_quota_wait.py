@@ -246,6 +246,7 @@ def test_deferrable_refusal_defers_to_the_quota_trigger_then_starts(stub_for, ti
     assert trigger.deadline == started + 3600
     assert (trigger.quota_name, trigger.quota_value) == (MEMBERSHIP_QUOTA, 5.0)
     assert trigger.waiter_args == LIST_REQUEST
+    assert trigger.max_requests_per_second == op.max_requests_per_second  # the triggerer's shared limiter
     assert clock == []  # nothing slept in the worker
 
     # The trigger fired: a fresh task process resumes, looks for its job again, starts, then defers
@@ -332,11 +333,13 @@ def test_quota_trigger_fires_only_when_a_slot_is_free(clock) -> None:
 
 
 def test_quota_trigger_fires_at_the_deadline_and_on_a_failed_listing(clock) -> None:
+    transient = quota_trigger()._check(OSError("connection reset"))
+    assert isinstance(transient, float)  # a passing fault or throttling: check again later
     trigger = quota_trigger(deadline=time.time() + 10)
     assert trigger.check_delay() <= 10
     time.sleep(10)
     assert trigger._check(holding(5)).result.payload["pending_jobs"] == 5  # type: ignore[union-attr]
-    assert trigger._check(OSError("connection reset")).result.payload["pending_jobs"] is None  # type: ignore[union-attr]
+    assert trigger._check(ValueError("not a listing")).result.payload["pending_jobs"] is None  # type: ignore[union-attr]
 
 
 def test_first_checks_of_triggers_deferred_together_are_spread_over_the_second_half() -> None:
