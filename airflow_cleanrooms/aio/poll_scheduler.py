@@ -29,6 +29,7 @@ import asyncio
 import contextvars
 import heapq
 from collections import deque
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -56,27 +57,17 @@ class Finished(Generic[T]):
         self.result = result
 
 
+@dataclass(slots=True, eq=False)
 class Polling:
     """One repeated call: what to call, what to do with each outcome, when it is next due."""
 
-    __slots__ = ("call", "context", "due", "future", "kwargs", "limiter", "step")
-
-    def __init__(
-        self,
-        call: Callable[..., Coroutine[Any, Any, Any]] | None,
-        kwargs: dict[str, Any],
-        step: Callable[[Any], Any] | None,
-        future: asyncio.Future[Any],
-        context: contextvars.Context | None,
-        limiter: AdaptiveRateLimiter | None = None,
-    ) -> None:
-        self.call = call
-        self.kwargs = kwargs
-        self.step = step
-        self.future = future
-        self.context = context
-        self.limiter = limiter
-        self.due = 0.0
+    call: Callable[..., Coroutine[Any, Any, Any]] | None
+    kwargs: dict[str, Any]
+    step: Callable[[Any], Any] | None
+    future: asyncio.Future[Any]
+    context: contextvars.Context | None
+    limiter: AdaptiveRateLimiter | None = None
+    due: float = 0.0
 
     def __lt__(self, other: Polling) -> bool:  # heap order; equal times in any order
         return self.due < other.due
