@@ -32,8 +32,8 @@ import boto3
 import pytest
 
 from airflow_cleanrooms.emulator.process import EmulatorProcess
-from tests.reliability.airflow_topology import AirflowTopology, wait_until
 from tests.reliability.dags.quota_dags import DAG_IDS, DURABLE_DAG_IDS, KINDS, MODES, SHAPES, dag_id
+from tests.topology import AirflowTopology, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
