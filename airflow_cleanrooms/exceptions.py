@@ -67,3 +67,15 @@ def format_status_details(status_details: dict[str, Any] | None) -> str:
     message = status_details.get("message")
     parts = [str(part) for part in (code, message) if part]
     return ": ".join(parts)
+
+
+class CleanRoomsMLQuotaUnreachableError(AirflowFailException):
+    """
+    A start was refused by a job quota no wait can satisfy (its value is below 1).
+
+    An :class:`~airflow.exceptions.AirflowFailException`: retries cannot help until the quota is raised.
+    """
+
+
+class CleanRoomsMLQuotaWaitTimeoutError(AirflowException):
+    """A start was refused by a job quota for longer than the operator's ``quota_wait_timeout``."""

@@ -216,6 +216,21 @@ class CleanRoomsMLHook(AwsBaseHook):
                 return
         self.log.warning("Stopped looking through %s after %s pages", kind.list_operation, max_pages)
 
+    def count_pending_jobs(
+        self, kind: ResourceKind, membership_identifier: str, *, max_pages: int = 10
+    ) -> int:
+        """
+        How many of the membership's jobs of ``kind`` hold a slot of its job quotas (pending or in progress).
+
+        Counted from the listing (at most ``max_pages`` pages), so the count is a lower bound when
+        the membership lists more jobs than that.
+        """
+        return sum(
+            1
+            for job in self.list_jobs(kind, membership_identifier, max_pages=max_pages)
+            if kind.is_pending(job.status)
+        )
+
     def tags(self, arn: str) -> dict[str, str]:
         """A resource's tags (``{}`` if it is gone)."""
         try:

@@ -42,6 +42,7 @@ from airflow_cleanrooms.links.cleanrooms_ml import (
     _CleanRoomsMLLink,
 )
 from airflow_cleanrooms.operators.durable import CleanRoomsMLDurableMixin
+from airflow_cleanrooms.operators.quota import CleanRoomsMLQuotaWaitMixin
 from airflow_cleanrooms.operators.request import (
     CLI_INPUT_JSON,
     CLI_INPUT_YAML,
@@ -233,15 +234,22 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         )
         # Values under sensitive keys are shown as *** (and were registered with the secrets masker).
         self.log.info("Request: %s", json.dumps(redacted_for_log(request), default=str, sort_keys=True))
-        if find_started is None:
-            job = self.hook.start(self.kind, request)
-        else:
-            job, _ = self.hook.start_at_most_once(
+
+        def start() -> JobRef:
+            if find_started is None:
+                return self.hook.start(self.kind, request)
+            return self.hook.start_at_most_once(
                 self.kind, request, find_started=find_started, attempts=self.durable_start_attempts
-            )
+            )[0]
+
+        job = self.start_when_quota_allows(context, start)
         self.log.info("Started %s %s", self.kind.label, job.arn)
         self.record_job(context, job)
         return job
+
+    def start_when_quota_allows(self, context: Context, start: Callable[[], JobRef]) -> JobRef:
+        """Make the start call; operators whose jobs count against a quota wait for a slot here."""
+        return start()
 
     def record_job(self, context: Context, job: JobRef) -> None:
         """
@@ -427,7 +435,9 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         return common
 
 
-class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLDurableMixin, CleanRoomsMLBaseOperator):
+class CleanRoomsMLStartTrainedModelInferenceJobOperator(
+    CleanRoomsMLDurableMixin, CleanRoomsMLQuotaWaitMixin, CleanRoomsMLBaseOperator
+):
     """
     Start a trained model inference job (``aws cleanroomsml start-trained-model-inference-job``).
 
@@ -464,13 +474,22 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLDurableMixin
         covers a crash right after the start call, deferrable mode and older Airflow). A name held
         by a running job of another task fails the task before any start. (default: ``True``; see
         :mod:`airflow_cleanrooms.operators.durable`)
+    :param quota_wait_timeout: A start refused by the job quotas (5 pending/in-progress inference jobs
+        per membership, 10 per account by default) waits for a free slot (in the triggerer when
+        ``deferrable``) and starts then; after this long (seconds or a ``timedelta``) the task fails
+        naming the quota. A quota below 1 fails at once. (default: 6 hours; templated; see
+        :mod:`airflow_cleanrooms.operators.quota`)
+    :param quota_poll_interval: Seconds between checks for a free slot. (default: 60)
     """
 
     operation_name = START_TRAINED_MODEL_INFERENCE_JOB
     kind = TRAINED_MODEL_INFERENCE_JOB
     link = CleanRoomsMLTrainedModelInferenceJobLink
     operator_extra_links = (CleanRoomsMLTrainedModelInferenceJobLink(), CleanRoomsMLContainerLogsLink())
-    template_fields: Sequence[str] = _template_fields(START_TRAINED_MODEL_INFERENCE_JOB)
+    template_fields: Sequence[str] = (
+        *_template_fields(START_TRAINED_MODEL_INFERENCE_JOB),
+        "quota_wait_timeout",
+    )
     template_fields_renderers = _renderers(START_TRAINED_MODEL_INFERENCE_JOB)
 
     def __init__(
@@ -521,7 +540,9 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLDurableMixin
         )
 
 
-class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLDurableMixin, CleanRoomsMLBaseOperator):
+class CleanRoomsMLCreateTrainedModelOperator(
+    CleanRoomsMLDurableMixin, CleanRoomsMLQuotaWaitMixin, CleanRoomsMLBaseOperator
+):
     """
     Train a model (``aws cleanroomsml create-trained-model``) and wait until it is ``ACTIVE``.
 
@@ -555,13 +576,18 @@ class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLDurableMixin, CleanRoom
     :param durable: A retried task finds the trained model (version) it already created instead of
         training another, as for the inference-job operator. (default: ``True``; see
         :mod:`airflow_cleanrooms.operators.durable`)
+    :param quota_wait_timeout: A start refused by the training-job quotas (5 pending/in-progress per
+        membership, 10 per account by default) waits for a free slot and trains then; after this
+        long (seconds or a ``timedelta``) the task fails naming the quota. A quota below 1 fails at
+        once. (default: 6 hours; templated; see :mod:`airflow_cleanrooms.operators.quota`)
+    :param quota_poll_interval: Seconds between checks for a free slot. (default: 60)
     """
 
     operation_name = CREATE_TRAINED_MODEL
     kind = TRAINED_MODEL
     link = CleanRoomsMLTrainedModelLink
     operator_extra_links = (CleanRoomsMLTrainedModelLink(), CleanRoomsMLContainerLogsLink())
-    template_fields: Sequence[str] = _template_fields(CREATE_TRAINED_MODEL)
+    template_fields: Sequence[str] = (*_template_fields(CREATE_TRAINED_MODEL), "quota_wait_timeout")
     template_fields_renderers = _renderers(CREATE_TRAINED_MODEL)
 
     def __init__(

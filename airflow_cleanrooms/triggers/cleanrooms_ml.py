@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
+from airflow.triggers.base import TriggerEvent
+from botocore import xform_name
+
+from airflow_cleanrooms.aio.client_pool import SharedClientPool
+from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND, limiter_key
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
-from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
+from airflow_cleanrooms.triggers.base import _RNG, CleanRoomsMLBaseWaiterTrigger
 from airflow_cleanrooms.wait_semantics import (
     ML_INPUT_CHANNEL,
+    RESOURCE_KINDS,
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     ResourceKind,
+    is_transient,
     publishing_fields,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
@@ -257,3 +268,174 @@ class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
             },
             **kwargs,
         )
+
+
+class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
+    """
+    Wait, in the triggerer, until a start refused by a job quota may succeed; the task then starts again.
+
+    Used by the inference-job and trained-model operators after ``ServiceQuotaExceededException``.
+    Every ``poll_interval`` seconds (shortened at random by up to ``jitter``, so that tasks refused
+    together do not come back together; the first check too, see :meth:`check_delay`) it lists the
+    membership's jobs of the kind (``ListTrainedModelInferenceJobs`` / ``ListTrainedModels``, one page)
+    and fires when fewer than ``quota_value`` of them are pending or in progress. The listing shows
+    one membership: when the refusal came from the account's quota the membership count is already
+    below it, so the trigger fires after one interval and the start call, the only authority on the
+    quota, decides again. A listing that fails fires too (the start decides). At ``deadline`` (epoch
+    seconds) it fires whatever the count; the operator then fails with the quota's name if the start
+    is still refused.
+
+    Emits ``{"status": "success", "pending_jobs": <count or None>, "quota_name": ..., "quota_value": ...}``.
+
+    :param resource: the kind of job (``trained_model_inference_job_arn`` or ``trained_model_arn``).
+    :param membership_identifier: The membership whose jobs hold the slots.
+    :param quota_name: AWS's name of the quota that refused the start (for the logs).
+    :param quota_value: The quota's value from the refusal (``None``: unknown; fires after an interval).
+    :param deadline: When to stop waiting (seconds since the epoch).
+    :param poll_interval: Seconds between checks.
+    :param kwargs: the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``.
+    :param max_requests_per_second: The listing takes turns on the triggerer's shared rate limiter of
+        the account, Region and operation, as the other waits do. (default: 5; ``None``: unlimited)
+    """
+
+    aws_hook_class = CleanRoomsMLHook
+    #: Fraction of ``poll_interval`` by which a check may come earlier, at random.
+    jitter: float = 0.5
+
+    def __init__(
+        self,
+        *,
+        resource: str,
+        membership_identifier: str,
+        quota_name: str,
+        quota_value: float | None,
+        deadline: float,
+        poll_interval: float = 60,
+        waiter_delay: int | None = None,
+        waiter_max_attempts: int = 1,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
+    ) -> None:
+        kind = self.resource_kind(resource)
+        self.max_requests_per_second = max_requests_per_second
+        assert kind.list_operation is not None
+        self.kind = kind
+        self.membership_identifier = membership_identifier
+        self.quota_name = quota_name
+        self.quota_value = quota_value
+        self.deadline = float(deadline)
+        self.check_interval = float(poll_interval if waiter_delay is None else waiter_delay)
+        super().__init__(
+            serialized_fields={
+                "resource": resource,
+                "membership_identifier": membership_identifier,
+                "quota_name": quota_name,
+                "quota_value": quota_value,
+                "deadline": self.deadline,
+                "poll_interval": self.check_interval,
+                "max_requests_per_second": max_requests_per_second,
+            },
+            waiter_name=kind.waiter_name,
+            waiter_args={"membershipIdentifier": membership_identifier, "maxResults": kind.list_page_size},
+            failure_message=f"Waiting for a free slot of {quota_name!r} failed",
+            status_message=f"{kind.label.capitalize()}s pending or in progress in {membership_identifier}",
+            status_queries=[],
+            return_key="membership_identifier",
+            return_value=membership_identifier,
+            waiter_delay=int(self.check_interval),
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+        )
+
+    @staticmethod
+    def resource_kind(resource: str) -> ResourceKind:
+        for kind in RESOURCE_KINDS:
+            if kind.arn_member_snake == resource and kind.list_operation is not None:
+                return kind
+        raise ValueError(f"No job kind with a listing is called {resource!r}")
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        classpath, fields = super().serialize()
+        fields.pop("waiter_delay", None)  # poll_interval, kept as a float
+        return classpath, fields
+
+    def check_delay(self) -> float:
+        """
+        Seconds before the next check: random in ``[(1 - jitter) * interval, interval]``, before the deadline.
+
+        The first check too: a trigger that fires within seconds of its deferral can resume the task
+        before the executor has reported the deferring workload finished, and Airflow's scheduler
+        then fails the running task ("finished with state success, but the task instance's state
+        attribute is running"; seen in tests/reliability/test_job_quotas.py on a loaded machine).
+        """
+        delay = _RNG.uniform((1.0 - self.jitter) * self.check_interval, self.check_interval)
+        return max(0.0, min(delay, self.deadline - time.time()))
+
+    def _event(self, pending: int | None) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": "success",
+                "pending_jobs": pending,
+                "quota_name": self.quota_name,
+                "quota_value": self.quota_value,
+            }
+        )
+
+    def _check(self, outcome: Any) -> float | Finished[TriggerEvent]:
+        if isinstance(outcome, BaseException):
+            if is_transient(outcome) and time.time() < self.deadline:
+                return self.check_delay()  # throttled or a passing fault: check again later
+            self.log.warning("Could not list %ss (%s); trying the start again", self.kind.label, outcome)
+            return Finished(self._event(None))
+        pending = sum(
+            1 for job in outcome.get(self.kind.list_result_key, []) if self.kind.is_pending(job.get("status"))
+        )
+        if self.quota_value is None or pending < self.quota_value or time.time() >= self.deadline:
+            return Finished(self._event(pending))
+        return self.check_delay()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self.log.info(
+            "Waiting for a slot of %r (%s): %ss pending or in progress in membership %s are checked "
+            "every %.0f s",
+            self.quota_name,
+            self.quota_value,
+            self.kind.label,
+            self.membership_identifier,
+            self.check_interval,
+        )
+        try:
+            pool = SharedClientPool.for_running_loop()
+            entry = await pool.acquire(self.hook(), self.client_transport)
+            scheduler = PollScheduler.for_running_loop()
+            operation = str(self.kind.list_operation)
+            rate, limiter = self.max_requests_per_second, None
+            try:
+                if rate:
+                    limiter = scheduler.rate_limiters.get(limiter_key(entry.key, operation), rate)
+                    scheduler.rate_limiters.watch(entry.key, entry.client)
+                    limiter.register(rate)
+                event: TriggerEvent = await scheduler.poll(
+                    getattr(entry.client, xform_name(operation)),
+                    self.waiter_args,
+                    self._check,
+                    first_delay=self.check_delay(),
+                    limiter=limiter,
+                )
+            finally:
+                if limiter is not None and rate:
+                    limiter.unregister(rate)
+                pool.release(entry)
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as error:
+            self.log.warning("Could not check the quota (%s); trying the start again", error)
+            await self._sleep(self.check_delay())
+            event = self._event(None)
+        yield event
