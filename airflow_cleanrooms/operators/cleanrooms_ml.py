@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, conf
 
+from airflow_cleanrooms.compat import AirflowException, conf
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
 from airflow_cleanrooms.links.cleanrooms_ml import (

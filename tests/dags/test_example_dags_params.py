@@ -11,8 +11,8 @@ import copy
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import ParamValidationError
 
+from airflow_cleanrooms.compat import ParamValidationError
 from airflow_cleanrooms.param_schemas import member_schema, shape_schema
 from airflow_cleanrooms.service_model import enum_values, input_members, shape_limits
 from tests.dags.dags_support import INFERENCE, TRAIN_AND_INFER

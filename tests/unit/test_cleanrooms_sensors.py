@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 
+from airflow_cleanrooms.compat import AirflowException, TaskDeferred
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
 from airflow_cleanrooms.sensors.cleanrooms_ml import (
     CleanRoomsMLTrainedModelInferenceJobSensor,

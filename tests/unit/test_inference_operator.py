@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
 
+from airflow_cleanrooms.compat import TaskDeferred
 from airflow_cleanrooms.exceptions import (
     CleanRoomsMLJobFailedError,
     CleanRoomsMLRequestError,
@@ -377,7 +377,7 @@ class TestValidationBeforeAnyCall:
         assert masked == [("DB_PASSWORD", "s3cr3t-value")]
 
     def test_the_secrets_masker_learns_sensitive_values(self, stub_for, context, capsys) -> None:
-        from airflow.providers.common.compat.sdk import redact
+        from airflow_cleanrooms.compat import redact
 
         op = make(
             environment={"API_TOKEN": "tok-98765-abcdef", "MODEL_THRESHOLD": "0.7"}, wait_for_completion=False
