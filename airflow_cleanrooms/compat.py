@@ -151,6 +151,44 @@ def tested_versions() -> dict[str, str | None]:
     }
 
 
+def trigger_hook_parameters(trigger: Any) -> dict[str, Any]:
+    """
+    The hook keywords of an ``AwsBaseWaiterTrigger`` (its ``_hook_parameters`` where the amazon
+    provider has it; amazon 9.8.0 does not, and the same four serialized fields are mapped here).
+    """
+    upstream = getattr(trigger, "_hook_parameters", None)
+    if isinstance(upstream, dict):
+        return upstream
+    return {
+        "aws_conn_id": trigger.aws_conn_id,
+        "region_name": trigger.region_name,
+        "verify": trigger.verify,
+        "config": trigger.botocore_config,
+    }
+
+
+def model_has_member(shape_name: str, member: str) -> bool:
+    """Whether the installed botocore model's ``shape_name`` has ``member`` (e.g. trained model versions)."""
+    return not missing_model_members(shape_name, [member])
+
+
+def reject_arguments_the_model_lacks(operation_name: str, arguments: Any, members: Any) -> None:
+    """
+    Fail at DAG parse time on an explicit operator argument the installed botocore model lacks.
+
+    The operators' signatures follow the newest model; with an older botocore (Airflow 3.0's
+    constraints pin 1.37.3) a member such as ``trainingInputMode`` does not exist, and a value given
+    for it would otherwise be dropped from the request without a word.
+    """
+    lacking = sorted(name for name, value in arguments.items() if value is not None and name not in members)
+    if lacking:
+        raise TypeError(
+            f"{operation_name}: botocore {installed_version('botocore')}'s model has no "
+            f"{', '.join(lacking)}; upgrade botocore (and aiobotocore) to use "
+            f"{'it' if len(lacking) == 1 else 'them'}"
+        )
+
+
 __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "HAS_TASK_STATE_STORE",

@@ -29,7 +29,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
-from airflow_cleanrooms.compat import AirflowException, conf
+from airflow_cleanrooms.compat import AirflowException, conf, reject_arguments_the_model_lacks
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
 from airflow_cleanrooms.links.cleanrooms_ml import (
@@ -134,6 +134,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         **kwargs: Any,
     ) -> None:
         members = argument_members(self.operation_name)
+        reject_arguments_the_model_lacks(self.operation_name, api_arguments, members)
         # Members a newer botocore model adds arrive here by name; accept them like the others.
         newer = {
             name: kwargs.pop(name) for name in list(kwargs) if name in members and name not in api_arguments

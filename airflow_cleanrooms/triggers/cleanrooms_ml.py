@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from airflow_cleanrooms.compat import trigger_hook_parameters
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
 from airflow_cleanrooms.wait_semantics import (
@@ -67,7 +68,7 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         )
 
     def hook(self) -> CleanRoomsMLHook:
-        return CleanRoomsMLHook(**self._hook_parameters)
+        return CleanRoomsMLHook(**trigger_hook_parameters(self))
 
     async def on_kill(self) -> None:
         """Cancel the resource when the user kills the deferred task (only with ``cancel_on_kill``)."""
