@@ -119,6 +119,20 @@ def _handler_name(operation: str) -> str:
     return camel_to_snake(operation)
 
 
+def _serializer() -> RestJSONSerializer:
+    """
+    botocore's REST-JSON serializer, with millisecond timestamps where botocore offers the option.
+
+    botocore 1.37 (Airflow 3.0's constraints) has no ``timestamp_precision`` and writes whole
+    seconds, as AWS answered clients of that release. (Kept here, not in ``airflow_cleanrooms.compat``:
+    the emulator does not import Airflow.)
+    """
+    try:
+        return RestJSONSerializer(timestamp_precision="millisecond")  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        return RestJSONSerializer()
+
+
 class CleanRoomsMLResponses:
     """Turns HTTP requests into backend calls and backend results into HTTP replies."""
 
@@ -138,7 +152,7 @@ class CleanRoomsMLResponses:
         self.limiter = RequestRateLimiter(self.limits, self.monotonic)
         self.sts: Any = None  # set by the server: handles STS (query protocol) calls on "/"
         self.router = router()
-        self._serializer = RestJSONSerializer(timestamp_precision="millisecond")
+        self._serializer = _serializer()
         self._parser = RestJSONParser()
         self.control: Any = None  # set by the server: handles /_emulator/ paths
         # Rendered read responses by View key (a poll of an unchanged job costs no serialization).
