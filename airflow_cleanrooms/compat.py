@@ -111,18 +111,30 @@ except ImportError:
 HAS_TASK_STATE_STORE = AIRFLOW_V_3_3_PLUS
 
 
-def say_no_task_state_store(logger: Any = None) -> None:
-    """Say once that durable execution falls back to the identity-tag lookup."""
-    if HAS_TASK_STATE_STORE:
-        return
-    say_once(
-        "task_state_store",
-        "Airflow %s has no task state store (Airflow 3.3+; amazon provider %s): durable execution "
-        "uses the job's identity tag only",
-        AIRFLOW_VERSION,
-        AMAZON_PROVIDER_VERSION,
-        logger=logger,
-    )
+def say_fallbacks(logger: Any = None, *, durable: bool = True) -> None:
+    """
+    Say, once per process each, what the installed releases make the operators fall back to.
+
+    Called when an operator starts its work, so the sentence lands in the task log of the first task
+    that meets the fallback (in a worker every task is its own process, so in each task's log).
+    """
+    if durable and not HAS_TASK_STATE_STORE:
+        say_once(
+            "task_state_store",
+            "Airflow %s has no task state store (Airflow 3.3+; amazon provider %s): durable execution "
+            "uses the job's identity tag only",
+            AIRFLOW_VERSION,
+            AMAZON_PROVIDER_VERSION,
+            logger=logger,
+        )
+    if "model_versions" not in _SAID and not model_has_member("GetTrainedModelRequest", "versionIdentifier"):
+        say_once(
+            "model_versions",
+            "botocore %s's Clean Rooms ML model has no trained model versions: trained models are "
+            "tracked by ARN only (and members newer than this model are not offered)",
+            installed_version("botocore"),
+            logger=logger,
+        )
 
 
 def missing_model_members(shape_name: str, members: Iterable[str]) -> list[str]:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from botocore.exceptions import ClientError
 
-from airflow_cleanrooms.compat import AIRFLOW_V_3_3_PLUS, ResumableJobMixin, say_no_task_state_store
+from airflow_cleanrooms.compat import AIRFLOW_V_3_3_PLUS, ResumableJobMixin, say_fallbacks
 from airflow_cleanrooms.hooks.cleanrooms_ml import FoundJob, JobRef
 from airflow_cleanrooms.service_model import (
     RESERVED_TAG_KEY_PREFIX,
@@ -151,8 +151,7 @@ class CleanRoomsMLDurableMixin(ResumableJobMixin):
     def execute(self, context: Context) -> Any:
         """Validate, then start or reconnect; wait (sync or deferred) as the operator is configured."""
         self.build_request()
-        if self.durable:
-            say_no_task_state_store(self.log)
+        say_fallbacks(self.log, durable=self.durable)
         store = context.get("task_state_store") if self.durable and AIRFLOW_V_3_3_PLUS else None
         if store is not None and not self.deferrable:
             return self.execute_resumable(context)
