@@ -62,14 +62,8 @@ def shape_schema(shape: Shape | str) -> dict[str, Any]:
         pattern = shape.metadata.get("pattern")
         if pattern:
             schema["pattern"] = _anchored(pattern)
-    elif kind in ("integer", "long"):
-        schema = {"type": "integer"}
-        if low is not None:
-            schema["minimum"] = low
-        if high is not None:
-            schema["maximum"] = high
-    elif kind in ("float", "double"):
-        schema = {"type": "number"}
+    elif kind in ("integer", "long", "float", "double"):
+        schema = {"type": "integer" if kind in ("integer", "long") else "number"}
         if low is not None:
             schema["minimum"] = low
         if high is not None:

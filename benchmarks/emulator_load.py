@@ -10,12 +10,11 @@ connection each), each calling ``GetTrainedModelInferenceJob`` for its own job, 
   checks that every poller saw its job reach ``ACTIVE``;
 - *back to back*: no pause, for ``--saturate-seconds``: the most the server answers.
 
-Prints, per phase and server stack, requests/second, p50/p90/p99/max latency, errors, and the
+Prints, per phase, requests/second, p50/p90/p99/max latency, errors, and the
 server's CPU time per request (read from /proc, so it stays meaningful on a busy machine)::
 
     python benchmarks/emulator_load.py --n 1000    # the reported figures
     python benchmarks/emulator_load.py --n 20      # CI smoke (short windows), a few seconds
-    python benchmarks/emulator_load.py --n 1000 --stack aiohttp --stack threading   # compare stacks
 
 Requests carry a SigV4-shaped ``Authorization`` header (the emulator checks that requests are
 signed, not the signature), and the pollers speak minimal HTTP/1.1 over asyncio streams, so the
@@ -51,13 +50,8 @@ AUTH = (
 HEADERS = {"Authorization": AUTH, "X-Amz-Date": "20260101T000000Z", "Content-Type": "application/json"}
 
 
-# Server variants: "<stack>" or "<stack>-<event loop>" (the aiohttp stack's loop; default asyncio).
-VARIANTS = ("aiohttp", "aiohttp-asyncio", "aiohttp-uvloop", "threading")
-
-
-def start_emulator(variant: str, state: str, pending: float, running: float) -> EmulatorProcess:
-    stack, _, loop = variant.partition("-")
-    args = ["--stack", stack, "--loop", loop or "asyncio", "--pending-seconds", str(pending)]
+def start_emulator(state: str, pending: float, running: float) -> EmulatorProcess:
+    args = ["--pending-seconds", str(pending)]
     args += ["--running-seconds", str(running), "--log-level", "WARNING"]
     # This measures the server's own capacity (N jobs at once, polled back to back): AWS's job quotas
     # and request rates would refuse most of that load, so they are off here.
@@ -251,12 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         "--saturate-seconds", type=float, help="back-to-back polling window (default 5; 1 under 100)"
     )
     parser.add_argument(
-        "--stack", action="append", choices=VARIANTS, help="server stack(s)/loop(s) to run (default aiohttp)"
-    )
-    parser.add_argument(
         "--state", choices=["file", "memory"], default="file", help="emulator state (default file)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object per stack instead of text")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
     small = args.n < 100  # the quick CI smoke run
     args.seconds = args.seconds if args.seconds is not None else (2.0 if small else 10.0)
@@ -264,42 +255,38 @@ def main(argv: list[str] | None = None) -> int:
     args.saturate_seconds = (
         args.saturate_seconds if args.saturate_seconds is not None else (1.0 if small else 5.0)
     )
-    failures = 0
-    for stack in args.stack or ["aiohttp"]:
-        with tempfile.TemporaryDirectory(prefix="emulator-load-") as tmp:
-            state = str(Path(tmp) / "state.db") if args.state == "file" else ":memory:"
-            # Jobs finish inside the polling window: every poller must see ACTIVE.
-            emulator = start_emulator(stack, state, pending=args.seconds * 0.2, running=args.seconds * 0.3)
-            assert emulator.process is not None
-            try:
-                result = asyncio.run(
-                    run_load(
-                        emulator.url,
-                        emulator.process.pid,
-                        args.n,
-                        args.seconds,
-                        args.interval,
-                        args.saturate_seconds,
-                    )
+    with tempfile.TemporaryDirectory(prefix="emulator-load-") as tmp:
+        state = str(Path(tmp) / "state.db") if args.state == "file" else ":memory:"
+        # Jobs finish inside the polling window: every poller must see ACTIVE.
+        emulator = start_emulator(state, pending=args.seconds * 0.2, running=args.seconds * 0.3)
+        assert emulator.process is not None
+        try:
+            result = asyncio.run(
+                run_load(
+                    emulator.url,
+                    emulator.process.pid,
+                    args.n,
+                    args.seconds,
+                    args.interval,
+                    args.saturate_seconds,
                 )
-            finally:
-                emulator.stop(timeout=30)
-        result.update(stack=stack, state=args.state, cpus=os.cpu_count())
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print(
-                f"[{stack}] {result['pollers']} jobs, one poller each ({result['state']} state, "
-                f"{result['cpus']} CPUs shared with the load generator); "
-                f"started {result['jobs_started_per_second']} jobs/s; "
-                f"jobs seen ACTIVE {result['jobs_seen_active']}/{result['pollers']}"
             )
-            print(describe(f"paced every {args.interval}s", result["paced"]))
-            print(describe("back to back   ", result["saturated"]))
-        errors = result["paced"]["errors"] + result["saturated"]["errors"]
-        if errors or result["jobs_seen_active"] != result["pollers"]:
-            failures += 1
-    return 1 if failures else 0
+        finally:
+            emulator.stop(timeout=30)
+    result.update(state=args.state, cpus=os.cpu_count())
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['pollers']} jobs, one poller each ({result['state']} state, "
+            f"{result['cpus']} CPUs shared with the load generator); "
+            f"started {result['jobs_started_per_second']} jobs/s; "
+            f"jobs seen ACTIVE {result['jobs_seen_active']}/{result['pollers']}"
+        )
+        print(describe(f"paced every {args.interval}s", result["paced"]))
+        print(describe("back to back   ", result["saturated"]))
+    errors = result["paced"]["errors"] + result["saturated"]["errors"]
+    return 1 if errors or result["jobs_seen_active"] != result["pollers"] else 0
 
 
 if __name__ == "__main__":

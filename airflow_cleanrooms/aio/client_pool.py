@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import random
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -49,6 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.loaders
 from botocore.config import Config
+
+from airflow_cleanrooms.aio.per_loop import PerLoop
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
@@ -296,11 +297,7 @@ class SharedClientPool:
     @classmethod
     def for_running_loop(cls) -> SharedClientPool:
         """Return the pool of the running event loop, creating it on first use."""
-        loop = asyncio.get_running_loop()
-        pool = _POOLS.get(loop)
-        if pool is None:
-            pool = _POOLS[loop] = cls(loop)
-        return pool
+        return _POOLS.get()
 
     @property
     def keys(self) -> list[ClientKey]:
@@ -465,11 +462,11 @@ class SharedClientPool:
             executor.shutdown(wait=False, cancel_futures=True)
 
 
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedClientPool] = weakref.WeakKeyDictionary()
+_POOLS: PerLoop[SharedClientPool] = PerLoop(SharedClientPool)
 
 
 async def close_shared_clients() -> None:
     """Close the shared clients of the running loop (for tests, benchmarks and clean shutdowns)."""
-    pool = _POOLS.pop(asyncio.get_running_loop(), None)
+    pool = _POOLS.pop()
     if pool is not None:
         await pool.aclose()

@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import heapq
-import weakref
 from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow_cleanrooms.aio.client_pool import THREAD_WORKERS
+from airflow_cleanrooms.aio.per_loop import PerLoop
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -94,11 +94,7 @@ class PollScheduler:
     @classmethod
     def for_running_loop(cls) -> PollScheduler:
         """Return the scheduler of the running event loop, creating it on first use."""
-        loop = asyncio.get_running_loop()
-        scheduler = _SCHEDULERS.get(loop)
-        if scheduler is None:
-            scheduler = _SCHEDULERS[loop] = cls(loop)
-        return scheduler
+        return _SCHEDULERS.get()
 
     @property
     def in_flight(self) -> int:
@@ -213,4 +209,4 @@ class PollScheduler:
             self._dispatch()
 
 
-_SCHEDULERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PollScheduler] = weakref.WeakKeyDictionary()
+_SCHEDULERS: PerLoop[PollScheduler] = PerLoop(PollScheduler)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_cleanrooms.emulator.defaults import DEFAULT_ACCOUNT_ID, ENV_PREFIX, LOOPS, STACKS
+from airflow_cleanrooms.emulator.defaults import DEFAULT_ACCOUNT_ID, ENV_PREFIX
 from airflow_cleanrooms.emulator.limits import Limits, coerce_limit
 
 # AWS limits: flag -> (Limits field, help). Each is a number or "off" (see limits.py).
@@ -133,18 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the job/trained model called NAME end in CREATE_FAILED with statusDetails "
         f"(repeatable) [env {_env_name('--fail-job')}, ';'-separated]",
     )
-    add(
-        "--stack",
-        f"HTTP server stack, one of {', '.join(STACKS)} (default aiohttp)",
-        default="aiohttp",
-        choices=STACKS,
-    )
-    add(
-        "--loop",
-        "event loop of the aiohttp stack (default asyncio; uvloop if installed)",
-        default="asyncio",
-        choices=LOOPS,
-    )
     add("--request-log-size", "API calls kept in the request log (default 10000)", type=int, default=10_000)
     for flag, (_, help_text) in LIMIT_FLAGS.items():
         add(flag, help_text)
@@ -204,9 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state=args.state,
         faults=faults,
         fail_jobs=dict(args.fail_job),
-        stack=args.stack,
         request_log_size=args.request_log_size,
-        loop=args.loop,
         pending_seconds=args.pending_seconds,
         running_seconds=args.running_seconds,
         training_seconds=args.training_seconds,

@@ -6,8 +6,4 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_FAILURE_CODE = "ClientError"
 DEFAULT_FAILURE_MESSAGE = "The emulator was told to fail this job"
-# The server stacks EmulatorServer can run on; the first is the default.
-STACKS = ("aiohttp", "threading")
-# Event loops of the aiohttp stack (uvloop only if installed; it measured no better here).
-LOOPS = ("asyncio", "uvloop")
 ENV_PREFIX = "CLEANROOMS_EMULATOR_"

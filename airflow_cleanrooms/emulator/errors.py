@@ -47,29 +47,33 @@ class EmulatorError(Exception):
         self.members = dict(members or {})
 
 
-class ValidationException(EmulatorError):
-    def __init__(self, message: str):
-        super().__init__("ValidationException", message)
+class NamedError(EmulatorError):
+    """An error whose code is its class name (the exception shape's name in the model)."""
+
+    default_message = ""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(type(self).__name__, message if message is not None else self.default_message)
 
 
-class ResourceNotFoundException(EmulatorError):
-    def __init__(self, message: str):
-        super().__init__("ResourceNotFoundException", message)
+class ValidationException(NamedError):
+    pass
 
 
-class ConflictException(EmulatorError):
-    def __init__(self, message: str):
-        super().__init__("ConflictException", message)
+class ResourceNotFoundException(NamedError):
+    pass
 
 
-class AccessDeniedException(EmulatorError):
-    def __init__(self, message: str):
-        super().__init__("AccessDeniedException", message)
+class ConflictException(NamedError):
+    pass
 
 
-class ThrottlingException(EmulatorError):
-    def __init__(self, message: str = "Rate exceeded"):
-        super().__init__("ThrottlingException", message)
+class AccessDeniedException(NamedError):
+    pass
+
+
+class ThrottlingException(NamedError):
+    default_message = "Rate exceeded"
 
 
 class ServiceQuotaExceededException(EmulatorError):
@@ -86,18 +90,13 @@ class ServiceQuotaExceededException(EmulatorError):
         self.quota_value = float(quota_value)
 
 
-class ExpiredTokenException(EmulatorError):
+class ExpiredTokenException(NamedError):
     """A request signed with a session token past its expiration (not in the cleanroomsml model)."""
 
-    def __init__(self, message: str = "The security token included in the request is expired"):
-        super().__init__("ExpiredTokenException", message)
+    default_message = "The security token included in the request is expired"
 
 
-# The model names its 5xx exception ``InternalServiceException`` (modeled on CreateTrainedModel);
-# using that name lets boto3 raise ``client.exceptions.InternalServiceException``.
-INTERNAL_ERROR_CODE = "InternalServiceException"
+class InternalServiceException(NamedError):
+    """The model's 5xx exception (modeled on CreateTrainedModel): boto3 raises it by this name."""
 
-
-class InternalServiceException(EmulatorError):
-    def __init__(self, message: str = "An internal error occurred (emulated fault)"):
-        super().__init__(INTERNAL_ERROR_CODE, message)
+    default_message = "An internal error occurred (emulated fault)"

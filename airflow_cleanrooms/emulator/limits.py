@@ -74,15 +74,9 @@ class Limits:
 
     @classmethod
     def off(cls) -> Limits:
-        """Every limit switched off (what ``--no-limits`` starts with)."""
-        return cls(
-            inference_jobs_per_membership=None,
-            inference_jobs_per_account=None,
-            training_jobs_per_membership=None,
-            training_jobs_per_account=None,
-            request_rate=None,
-            token_expiry=False,
-        )
+        """Every limit switched off (what ``--no-limits`` starts with): no quota, rate or expiry."""
+        no_quotas: dict[str, Any] = dict.fromkeys(_INTEGER_LIMITS)
+        return cls(**no_quotas, request_rate=None, token_expiry=False)
 
 
 _INTEGER_LIMITS = frozenset(

@@ -2,20 +2,17 @@
 The emulator's HTTP server: :class:`EmulatorServer`, runnable in-process (a background thread) or
 from the command line (``python -m airflow_cleanrooms.emulator``).
 
-Two HTTP stacks sit on the same protocol code (``responses.py``): aiohttp's low-level server (one
-event loop; the default, chosen by measurement with ``benchmarks/emulator_load.py``) and the
-standard library's ``ThreadingHTTPServer`` (one thread per connection), kept as a fallback.
+The protocol code (``responses.py``) is served by aiohttp's low-level server on one event loop in a
+daemon thread (chosen over the standard library's ``ThreadingHTTPServer`` by measurement with
+``benchmarks/emulator_load.py``; see the emulator README's "Performance").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
-import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from airflow_cleanrooms.emulator.control_api import ControlAPI
@@ -23,15 +20,13 @@ from airflow_cleanrooms.emulator.defaults import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_FAILURE_CODE,
     DEFAULT_FAILURE_MESSAGE,
-    LOOPS,
-    STACKS,
 )
 from airflow_cleanrooms.emulator.faults import FaultInjector
 from airflow_cleanrooms.emulator.limits import Limits
 from airflow_cleanrooms.emulator.models import CleanRoomsMLBackend, Store, Timings
 from airflow_cleanrooms.emulator.quotas import JobQuotas
 from airflow_cleanrooms.emulator.requestlog import RequestLog
-from airflow_cleanrooms.emulator.responses import CleanRoomsMLResponses, HttpReply, HttpRequest
+from airflow_cleanrooms.emulator.responses import CleanRoomsMLResponses, HttpRequest
 from airflow_cleanrooms.emulator.sts import StsService
 
 if TYPE_CHECKING:
@@ -44,25 +39,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("airflow_cleanrooms.emulator")
 
 
-def new_event_loop(kind: str = "asyncio") -> asyncio.AbstractEventLoop:
-    """An event loop: asyncio's, or uvloop's (which must be installed) when asked for."""
-    if kind not in LOOPS:
-        raise ValueError(f"loop must be one of {LOOPS}, got {kind!r}")
-    if kind == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
-    return asyncio.new_event_loop()
-
-
 class _AiohttpStack:
     """aiohttp's low-level server on its own event loop in a daemon thread."""
 
-    def __init__(self, responses: CleanRoomsMLResponses, host: str, port: int, loop: str = "asyncio"):
+    def __init__(self, responses: CleanRoomsMLResponses, host: str, port: int):
         self.responses = responses
         self.host = host
         self.port = port
-        self.loop = new_event_loop(loop)
+        self.loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._web_server: Any = None
@@ -132,62 +116,6 @@ class _AiohttpStack:
         self._thread = None
 
 
-class _ThreadingStack:
-    """The standard library's ThreadingHTTPServer (HTTP/1.1 keep-alive, a thread per connection)."""
-
-    def __init__(self, responses: CleanRoomsMLResponses, host: str, port: int):
-        handle = responses.handle
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                path, _, query = self.path.partition("?")
-                headers: Any = self.headers
-                reply: HttpReply = handle(HttpRequest(self.command, path, query, headers, body))
-                if reply.delay:
-                    time.sleep(reply.delay)
-                if reply.drop:
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                self.send_response(reply.status)
-                for key, value in reply.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:  # no header/credential logging
-                return
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 4096
-            allow_reuse_address = True
-
-        self.httpd = Server((host, port), Handler)
-        self.host = host
-        self.port = self.httpd.server_address[1]
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="cleanrooms-ml-emulator", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
 class EmulatorServer:
     """
     A Clean Rooms ML emulator listening on ``host:port`` (``port=0``: a free port).
@@ -201,9 +129,7 @@ class EmulatorServer:
     :param timings: phase durations (``Timings`` fields); keyword arguments of the same names too.
     :param faults: initial fault settings (``FaultSettings`` fields).
     :param fail_jobs: ``{name: (statusCode, message)}`` jobs/trained models to end in CREATE_FAILED.
-    :param stack: ``"aiohttp"`` (default) or ``"threading"``.
     :param request_log_size: how many of the latest API calls the request log keeps.
-    :param loop: event loop of the aiohttp stack: ``asyncio`` (default) or ``uvloop`` (if installed).
     :param limits: the AWS limits enforced (``Limits`` fields); AWS's defaults unless given, and
         ``Limits.off()`` switches them all off.
     :param default_account: the account of callers whose access key is not 12 digits.
@@ -218,15 +144,11 @@ class EmulatorServer:
         timings: Timings | Mapping[str, Any] | None = None,
         faults: Mapping[str, Any] | None = None,
         fail_jobs: Mapping[str, tuple[str, str] | str | None] | None = None,
-        stack: str = "aiohttp",
         request_log_size: int = 10_000,
-        loop: str = "asyncio",
         limits: Limits | Mapping[str, Any] | None = None,
         default_account: str = DEFAULT_ACCOUNT_ID,
         **timing_values: float | None,
     ):
-        if stack not in STACKS:
-            raise ValueError(f"stack must be one of {STACKS}, got {stack!r}")
         if isinstance(timings, Timings):
             resolved = timings
         else:
@@ -235,8 +157,6 @@ class EmulatorServer:
         resolved.update(timing_values)
         self.host = host
         self.state = str(state)
-        self.stack = stack
-        self.loop_kind = loop
         self.store = Store(self.state)
         self.backend = CleanRoomsMLBackend(self.store, resolved)
         self.faults = FaultInjector()
@@ -266,7 +186,7 @@ class EmulatorServer:
         for name, (code, message) in self._initial_failures.items():
             self.backend.add_failure_rule(name, code, message)
         self._requested_port = port
-        self._stack: _AiohttpStack | _ThreadingStack | None = None
+        self._stack: _AiohttpStack | None = None
 
     def reset(self) -> None:
         """
@@ -306,12 +226,9 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         if self._stack is not None:
             return self
-        if self.stack == "aiohttp":
-            self._stack = _AiohttpStack(self.responses, self.host, self._requested_port, self.loop_kind)
-        else:
-            self._stack = _ThreadingStack(self.responses, self.host, self._requested_port)
+        self._stack = _AiohttpStack(self.responses, self.host, self._requested_port)
         self._stack.start()
-        log.debug("emulator serving %s (state: %s, stack: %s)", self.url, self.state, self.stack)
+        log.debug("emulator serving %s (state: %s)", self.url, self.state)
         return self
 
     def stop(self) -> None:

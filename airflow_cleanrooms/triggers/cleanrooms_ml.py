@@ -25,6 +25,15 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
     - With ``cancel_on_kill``, a user killing the deferred task (mark failed / clear / mark success;
       Airflow 3.3+ calls :meth:`on_kill` then) cancels the resource. Operators that started the
       resource set it; sensors, which only watch, never do.
+
+    :param waiter_delay: Seconds between checks. (default: 60)
+    :param waiter_max_attempts: Checks before the wait gives up. (default: 720)
+    :param cancel_on_kill: Cancel the resource if the deferred task is killed; set by the operator
+        that started it. (default: ``False``)
+    :param aws_conn_id: The Airflow connection for AWS. (default: ``aws_default``)
+    :param region_name: AWS Region; the connection's when not given.
+    :param verify: Whether to verify SSL certificates, or a CA bundle path.
+    :param botocore_config: A ``botocore.config.Config`` as a dict.
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -102,10 +111,7 @@ class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceT
 
     :param membership_identifier: The membership ID of the membership that contains the job.
     :param trained_model_inference_job_arn: The ARN of the trained model inference job.
-    :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
-        (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
-        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
-        ``botocore_config``.
+    :param kwargs: the waiter and AWS arguments of :class:`_CleanRoomsMLResourceTrigger`.
     """
 
     kind = TRAINED_MODEL_INFERENCE_JOB
@@ -138,10 +144,7 @@ class CleanRoomsMLTrainedModelCompleteTrigger(_CleanRoomsMLResourceTrigger):
     :param membership_identifier: The membership ID of the membership that contains the trained model.
     :param trained_model_arn: The ARN of the trained model.
     :param version_identifier: The version of the trained model to wait for (optional).
-    :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
-        (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
-        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
-        ``botocore_config``.
+    :param kwargs: the waiter and AWS arguments of :class:`_CleanRoomsMLResourceTrigger`.
     """
 
     kind = TRAINED_MODEL
@@ -177,10 +180,7 @@ class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
 
     :param membership_identifier: The membership ID of the membership that contains the channel.
     :param ml_input_channel_arn: The ARN of the ML input channel.
-    :param kwargs: ``waiter_delay`` (seconds between checks, default 60), ``waiter_max_attempts``
-        (default 720), ``cancel_on_kill`` (cancel if the deferred task is killed; set by the operator
-        that started it) and the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``,
-        ``botocore_config``.
+    :param kwargs: the waiter and AWS arguments of :class:`_CleanRoomsMLResourceTrigger`.
     """
 
     kind = ML_INPUT_CHANNEL

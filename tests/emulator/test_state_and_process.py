@@ -98,13 +98,12 @@ def test_memory_state_is_not_shared(tmp_path: Path) -> None:
             )
 
 
-@pytest.mark.parametrize("stack", ["aiohttp", "threading"])
-def test_concurrent_clients(stack: str) -> None:
+def test_concurrent_clients() -> None:
     membership = str(uuid.uuid4())
-    # 64 jobs in flight in one membership, started 32 at a time: the stacks' concurrency, with AWS's
+    # 64 jobs in flight in one membership, started 32 at a time: the server's concurrency, with AWS's
     # job quotas and request rates off.
     with EmulatorServer(
-        state=":memory:", stack=stack, pending_seconds=0, running_seconds=1000, limits=Limits.off()
+        state=":memory:", pending_seconds=0, running_seconds=1000, limits=Limits.off()
     ) as server:
         seed = server.control.seed_membership(membership, trained_model=True)
         client = boto_client(server.url, max_pool_connections=32)
@@ -201,26 +200,6 @@ def test_console_script_help_lists_flags_and_their_environment_variables() -> No
         ("--fail-job", "CLEANROOMS_EMULATOR_FAIL_JOB"),
     ]:
         assert flag in shown and env in shown
-
-
-def test_threading_stack_speaks_the_same_protocol_and_faults() -> None:
-    import botocore.exceptions
-
-    membership = str(uuid.uuid4())
-    with EmulatorServer(state=":memory:", stack="threading", pending_seconds=100) as server:
-        seed = server.control.seed_membership(membership, trained_model=True)
-        client = boto_client(server.url)
-        arn = start_job(client, seed, "threaded")
-        job = client.get_trained_model_inference_job(
-            membershipIdentifier=membership, trainedModelInferenceJobArn=arn
-        )
-        assert job["status"] == "CREATE_PENDING"
-        server.control.set_faults(drop_next=1, throttle_next=1)
-        with pytest.raises(botocore.exceptions.ConnectionClosedError):
-            client.list_trained_models(membershipIdentifier=membership)
-        with pytest.raises(client.exceptions.ThrottlingException):
-            client.list_trained_models(membershipIdentifier=membership)
-        assert [c["fault"] for c in server.control.requests("ListTrainedModels")] == ["drop", "throttle"]
 
 
 def test_two_servers_on_one_file_see_each_others_writes(tmp_path: Path) -> None:

@@ -58,13 +58,13 @@ class ReliabilityInferenceOperator(_Inference):  # type: ignore[misc,valid-type]
         self.log.info("Rendered environment: %s", self.environment)
         return request
 
-    def start_job(self, context: Any, request: dict[str, Any]) -> str:
-        arn = super().start_job(context, request)
+    def start_job(self, context: Any, request: dict[str, Any], find_started: Any = None) -> Any:
+        job = super().start_job(context, request, find_started)
         if self.pause_after_start and context["ti"].try_number == 1:
-            _marker(context, "started").write_text(f"{os.getpid()} {arn}")
+            _marker(context, "started").write_text(f"{os.getpid()} {job.arn}")
             time.sleep(300)  # the suite SIGKILLs this process now
             raise RuntimeError("the suite did not kill the task after the start call")
-        return arn
+        return job
 
 
 COMMON: dict[str, Any] = {

@@ -11,7 +11,7 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
 from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
 
-WAITERS = Path(__file__).with_name("scale_test_waiters.json")
+WAITERS = Path(__file__).with_name("trigger_test_waiters.json")
 JOB_ARN = (
     "arn:aws:cleanrooms-ml:us-east-1:123456789012:membership/"
     "11111111-2222-3333-4444-555555555555/trained-model-inference-job/{n:08d}-aaaa-bbbb-cccc-dddddddddddd"

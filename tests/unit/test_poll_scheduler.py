@@ -13,7 +13,7 @@ import pytest
 from airflow_cleanrooms.aio import client_pool
 from airflow_cleanrooms.aio.client_pool import close_shared_clients
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
-from tests.scale.scale_support import JOB_ARN, MEMBERSHIP, ScaleTestJobTrigger, ScriptedClient, job
+from tests.unit.trigger_support import JOB_ARN, MEMBERSHIP, ScaleTestJobTrigger, ScriptedClient, job
 
 WHO = contextvars.ContextVar("who", default="nobody")
 

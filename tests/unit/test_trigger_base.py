@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 
 from airflow_cleanrooms.aio import client_pool
 from airflow_cleanrooms.aio.client_pool import SharedClientPool, close_shared_clients
-from tests.scale.scale_support import (
+from tests.unit.trigger_support import (
     JOB_ARN,
     MEMBERSHIP,
     AsyncScriptedClient,
