@@ -34,7 +34,12 @@ def validate_like_the_api(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
 
     serialized = Serializer.deserialize_dag(Serializer.serialize_dag(dag))
     if hasattr(serialized.params, "deep_merge"):
-        return serialized.params.deep_merge(conf).validate()
+        try:
+            return serialized.params.deep_merge(conf).validate()
+        except ParamValidationError:
+            raise
+        except ValueError as error:  # Airflow 3.2: "Invalid input for param <name>: <reason>"
+            raise ParamValidationError(str(error)) from error
     return validate_like_the_dag(serialized, conf)  # how Airflow < 3.2 validates a run's conf
 
 
