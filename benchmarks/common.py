@@ -20,12 +20,23 @@ CONNECTIONS = {
 }
 
 
-def connection_uri_env(url: str) -> dict[str, str]:
+# The rate-limited run: a multi-team triggerer's connections, one AWS account each (the emulator takes
+# a 12-digit access key as the caller's account), with MEMBERSHIPS_PER_TEAM memberships each.
+TEAMS = {
+    "team_a": ("111100000001", "team-secret-a"),
+    "team_b": ("111100000002", "team-secret-b"),
+    "team_c": ("111100000003", "team-secret-c"),
+    "team_d": ("111100000004", "team-secret-d"),
+}
+MEMBERSHIPS_PER_TEAM = 2
+
+
+def connection_uri_env(url: str, connections: dict[str, tuple[str, str]] | None = None) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables for the benchmark connections, pointing at the emulator."""
     import json
 
     env = {}
-    for conn_id, (key, secret) in CONNECTIONS.items():
+    for conn_id, (key, secret) in (connections or CONNECTIONS).items():
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
             {
                 "conn_type": "aws",
@@ -65,7 +76,7 @@ def emulator_process(*args: str) -> EmulatorProcess:
     )
 
 
-def boto3_client(url: str) -> Any:
+def boto3_client(url: str, key: str = "testing", secret: str = "testing") -> Any:
     import boto3
     from botocore.config import Config
 
@@ -73,8 +84,8 @@ def boto3_client(url: str) -> Any:
         "cleanroomsml",
         region_name="us-east-1",
         endpoint_url=url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
         config=Config(max_pool_connections=16, retries={"mode": "standard", "max_attempts": 5}),
     )
 
@@ -95,6 +106,44 @@ def create_jobs(url: str, n: int, seed: dict[str, str], prefix: str) -> list[dic
         )
         after = time.time()
         return {"arn": response["trainedModelInferenceJobArn"], "created": (before + after) / 2}
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(start, range(n)))
+
+
+def create_team_jobs(url: str, n: int, seeds: dict[str, dict[str, str]], prefix: str) -> list[dict[str, Any]]:
+    """
+    Start ``n`` inference jobs spread round-robin over the memberships of :data:`TEAMS` (``seeds``:
+    membership id -> its seeded resources, ``MEMBERSHIPS_PER_TEAM`` per team in team order), each
+    by its team's account. Returns ARN, creation time, connection id, membership and account of each.
+    """
+    layout = [
+        (conn_id, key, secret, membership)
+        for t, (conn_id, (key, secret)) in enumerate(TEAMS.items())
+        for membership in list(seeds)[t * MEMBERSHIPS_PER_TEAM : (t + 1) * MEMBERSHIPS_PER_TEAM]
+    ]
+    clients = {conn_id: boto3_client(url, key, secret) for conn_id, (key, secret) in TEAMS.items()}
+
+    def start(i: int) -> dict[str, Any]:
+        conn_id, key, _, membership = layout[i % len(layout)]
+        seed = seeds[membership]
+        before = time.time()
+        response = clients[conn_id].start_trained_model_inference_job(
+            membershipIdentifier=membership,
+            name=f"{prefix}-{i:05d}",
+            trainedModelArn=seed["trained_model_arn"],
+            resourceConfig={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+            outputConfiguration={"members": [{"accountId": "111122223333"}], "accept": "text/csv"},
+            dataSource={"mlInputChannelArn": seed["ml_input_channel_arn"]},
+        )
+        after = time.time()
+        return {
+            "arn": response["trainedModelInferenceJobArn"],
+            "created": (before + after) / 2,
+            "conn_id": conn_id,
+            "membership": membership,
+            "account": key,
+        }
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(start, range(n)))

@@ -4,8 +4,14 @@ All scale benchmarks in one command (``scripts/bench``): prints a table, optiona
 1. N concurrent inference-job waits in one event loop against the emulator (its own process), for
    our trigger and for the anchor (the amazon provider's ``AwsBaseWaiterTrigger`` path, same waiter),
    each in a fresh process: completions, largest event-loop stall (heartbeat coroutine), RSS growth
-   per wait, API calls per job, time from the job turning ACTIVE to its event, total time.
-2. DAG parse cost (fresh interpreters, median): our operators + sensors + example DAG vs bare
+   per wait, API calls per job, time from the job turning ACTIVE to its event, total time. These
+   rows run with the emulator's AWS limits off and our rate limiter off: the cost of the machinery.
+2. The same N waits as a multi-team triggerer sees them (spread over the accounts and memberships of
+   ``common.TEAMS``) against AWS's request rate (the emulator's 5 requests/second per operation and
+   account), ours (the shared rate limiter at its default, 5/s) next to the anchor: completions,
+   failures, throttled responses, offered requests/second per account, detection latency against
+   its bound, largest event-loop stall.
+3. DAG parse cost (fresh interpreters, median): our operators + sensors + example DAG vs bare
    ``import airflow.sdk``, next to the amazon provider's SageMaker operator + sensor modules.
 
 Figures are printed, never asserted; ``--smoke`` (CI) runs a small N so the harness cannot rot.
@@ -29,11 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     CONNECTIONS,
     MEMBERSHIP,
+    MEMBERSHIPS_PER_TEAM,
     ROOT,
+    TEAMS,
     EmulatorProcess,
     child_env,
     connection_uri_env,
     create_jobs,
+    create_team_jobs,
     emulator_process,
 )
 from parse_cost import measure as measure_parse_cost
@@ -63,7 +72,103 @@ def run_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> d
         "hold_seconds": PENDING_SECONDS + HOLD_SECONDS,
         "timeout": args.timeout,
         "gc_freeze": args.gc_freeze,
+        "max_requests_per_second": None,  # the emulator's limits are off: so is our limiter
     }
+    result = run_child(emu, spec, connection_uri_env(emu.url), args)
+    polls = control.requests("GetTrainedModelInferenceJob")
+    result["api_calls_per_job"] = len(polls) / args.n
+    first_poll: dict[str, float] = {}
+    for entry in polls:
+        arn = entry["params"].get("trainedModelInferenceJobArn", "")
+        first_poll.setdefault(arn, entry["time"] - result["t_go"])
+    if first_poll:
+        ordered = sorted(first_poll.values())
+        result["first_poll_median_s"] = ordered[len(ordered) // 2]
+        result["first_poll_max_s"] = ordered[-1]
+    result["cpu_ms_per_call"] = 1000 * result["cpu_s"] / len(polls) if polls else None
+    result["job_creation_s"] = creation_s
+    return result
+
+
+#: The rate-limited run: AWS's default request rate (requests/second per operation and account).
+LIMITED_RATE = 5.0
+GET_JOB = "GetTrainedModelInferenceJob"
+
+
+def run_limited_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    """N waits spread over TEAMS' accounts and memberships against the emulator's request rate."""
+    control = emu.control
+    control.reset()
+    # The jobs are created with the limits off (N jobs are far beyond the job quotas), then every
+    # operation, GetTrainedModelInferenceJob included, is limited to LIMITED_RATE per account.
+    control.set_limits(inference_jobs_per_membership=None, inference_jobs_per_account=None, request_rate=None)
+    control.set_timings(pending_seconds=PENDING_SECONDS, running_seconds=HOLD_SECONDS)
+    seeds = {}
+    for index in range(len(TEAMS) * MEMBERSHIPS_PER_TEAM):
+        membership = f"0b1f6c2a-3d4e-4f50-8a6b-{index:012d}"
+        seeds[membership] = control.seed_membership(membership, trained_model=True)
+    started = time.monotonic()
+    jobs = create_team_jobs(emu.url, args.n, seeds, prefix=f"limited-{variant}")
+    creation_s = time.monotonic() - started
+    control.set_limits(request_rate=LIMITED_RATE)
+    control.clear_requests()
+    control.clear_stats()
+    spec = {
+        "variant": variant,
+        "jobs": jobs,
+        "url": emu.url,
+        "membership": MEMBERSHIP,
+        "connections": sorted(TEAMS),
+        "delay": args.delay,
+        "max_attempts": args.max_attempts,
+        "active_after": args.active_after,
+        "hold_seconds": PENDING_SECONDS + HOLD_SECONDS,
+        "timeout": args.timeout,
+        "gc_freeze": args.gc_freeze,
+    }
+    result = run_child(emu, spec, connection_uri_env(emu.url, TEAMS), args)
+    stats = control.stats()
+    polls = control.requests(GET_JOB)  # the log (sized by --request-log-size) for the per-account rates
+    account_of = {job["arn"]: job["account"] for job in jobs}
+    by_account: dict[str, list[float]] = {}
+    for entry in polls:
+        account = account_of.get(entry["params"].get("trainedModelInferenceJobArn", ""), "?")
+        by_account.setdefault(account, []).append(entry["time"])
+    offered_mean, offered_peak = {}, {}
+    for account, times in by_account.items():
+        times.sort()
+        span = max(times[-1] - times[0], 1.0)
+        offered_mean[account] = (len(times) - 1) / span  # calls after the first, per second
+        # Busiest whole 10-second window (from the account's first call), else the mean.
+        windows: dict[int, int] = {}
+        for t in times:
+            windows[int((t - times[0]) // 10)] = windows.get(int((t - times[0]) // 10), 0) + 1
+        whole = [count for window, count in windows.items() if (window + 1) * 10 <= span]
+        offered_peak[account] = max(whole) / 10.0 if whole else offered_mean[account]
+    requests = stats.requests_by_operation.get(GET_JOB, 0)
+    throttled = stats.throttled_by_operation.get(GET_JOB, 0)
+    result.update(
+        {
+            "get_requests": requests,
+            "get_requests_logged": len(polls),
+            "throttled": throttled,
+            "throttled_pct": 100.0 * throttled / requests if requests else 0.0,
+            "offered_mean_rps_max_account": max(offered_mean.values(), default=0.0),
+            "offered_peak10s_rps_max_account": max(offered_peak.values(), default=0.0),
+            "accounts": len(by_account),
+            "limit_rps": LIMITED_RATE,
+            "latency_bound_s": (args.n / len(TEAMS)) / LIMITED_RATE + args.delay,
+            "job_creation_s": creation_s,
+        }
+    )
+    return result
+
+
+def run_child(
+    emu: EmulatorProcess, spec: dict[str, Any], conn_env: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run benchmarks/waits.py on ``spec`` in a fresh process; its JSON result."""
+    variant = spec["variant"]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec_file:
         json.dump(spec, spec_file)
     # The child's output (its trigger logs included) goes to a file, not a pipe, so a busy parent
@@ -75,7 +180,7 @@ def run_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> d
                 stdout=out,
                 stderr=err,
                 text=True,
-                env=child_env(connection_uri_env(emu.url)),
+                env=child_env(conn_env),
                 cwd=ROOT,
                 timeout=args.timeout + 300,
             )
@@ -90,18 +195,6 @@ def run_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> d
     if os.environ.get("BENCH_CHILD_STDERR"):
         print(stdout[-5000:], stderr[-20000:], sep="\n", file=sys.stderr)
     result: dict[str, Any] = json.loads(lines[-1])
-    polls = control.requests("GetTrainedModelInferenceJob")
-    result["api_calls_per_job"] = len(polls) / args.n
-    first_poll: dict[str, float] = {}
-    for entry in polls:
-        arn = entry["params"].get("trainedModelInferenceJobArn", "")
-        first_poll.setdefault(arn, entry["time"] - result["t_go"])
-    if first_poll:
-        ordered = sorted(first_poll.values())
-        result["first_poll_median_s"] = ordered[len(ordered) // 2]
-        result["first_poll_max_s"] = ordered[-1]
-    result["cpu_ms_per_call"] = 1000 * result["cpu_s"] / len(polls) if polls else None
-    result["job_creation_s"] = creation_s
     return result
 
 
@@ -226,6 +319,52 @@ def print_report(report: dict[str, Any]) -> None:
                 print(f"  {v}: garbage-collector passes over 20 ms: {listed}")
             for sample in waits[v].get("error_samples", []):
                 print(f"  {v} error: {sample}")
+    limited = report.get("limited", {})
+    if limited:
+        first = next(iter(limited.values()))
+        print(
+            f"\n{first['n']} waits spread over {len(TEAMS)} accounts x {MEMBERSHIPS_PER_TEAM} memberships "
+            f"(one connection per account) against {first['limit_rps']:g} requests/s per account on "
+            f"{GET_JOB} (the emulator's AWS limits on); poll every {report['args']['delay']} s; ours: "
+            f"shared rate limiter at its default ({first['limit_rps']:g}/s per account)\n"
+        )
+        rows = [
+            ("completed (success events)", "completed", 1, 0),
+            ("task failures (error / missing events)", None, 1, 0),
+            (f"{GET_JOB} calls", "get_requests", 1, 0),
+            ("throttled responses", "throttled", 1, 0),
+            ("throttled responses (% of calls)", "throttled_pct", 1, 2),
+            ("offered req/s, busiest account, mean", "offered_mean_rps_max_account", 1, 2),
+            ("offered req/s, busiest acct., peak 10 s", "offered_peak10s_rps_max_account", 1, 2),
+            ("ACTIVE -> event, median (s)", "latency_p50_s", 1, 1),
+            ("ACTIVE -> event, max (s)", "latency_max_s", 1, 1),
+            ("  bound: waits per account / rate + delay", "latency_bound_s", 1, 1),
+            ("max event-loop stall (ms)", "max_stall_s", 1000, 1),
+            ("total time (s)", "total_s", 1, 1),
+            ("waiter process CPU (s)", "cpu_s", 1, 2),
+        ]
+        variants = list(limited)
+        header = f"{'metric':<42}" + "".join(f"{v:>14}" for v in variants)
+        print(header)
+        print("-" * len(header))
+        for label, key, scale, digits in rows:
+            line = f"{label:<42}"
+            for v in variants:
+                r = limited[v]
+                if key is None:
+                    cell = f"{r['errors']} / {r['missing']}"
+                elif key == "completed":
+                    cell = f"{r['completed']}/{r['n']}"
+                else:
+                    cell = _fmt(r.get(key), scale, digits)
+                line += f"{cell:>14}"
+            print(line)
+        for v in variants:
+            for sample in limited[v].get("error_samples", []):
+                print(f"  {v} error: {sample}")
+            if limited[v].get("rate_limiters"):
+                cuts = sum(x["cuts"] for x in limited[v]["rate_limiters"].values())
+                print(f"  {v}: {len(limited[v]['rate_limiters'])} rate limiters, {cuts} AIMD cuts")
     parse = report.get("parse")
     if parse:
         med, cpu = parse["median_s"], parse["median_cpu_s"]
@@ -276,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         help="gc.freeze() the waiting process after start-up (isolates the collector's full passes)",
     )
     parser.add_argument("--skip-waits", action="store_true")
+    parser.add_argument("--skip-limited", action="store_true", help="skip the run against AWS's request rate")
     parser.add_argument("--skip-parse", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -297,6 +437,15 @@ def main(argv: list[str] | None = None) -> int:
             for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
                 print(f"running {variant} with N={args.n} ...", file=sys.stderr, flush=True)
                 report["waits"][variant] = run_waits(emu, variant, args)
+    if not args.skip_limited:
+        report["limited"] = {}
+        # The emulator's limits on; the request log holds every poll of the run (rates per account).
+        with emulator_process("--request-log-size", "400000") as emu:
+            for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+                print(
+                    f"running {variant} against the request rate, N={args.n} ...", file=sys.stderr, flush=True
+                )
+                report["limited"][variant] = run_limited_waits(emu, variant, args)
     if not args.skip_parse:
         print("measuring DAG parse cost ...", file=sys.stderr, flush=True)
         report["parse"] = measure_parse_cost(args.parse_repeats, child_env())

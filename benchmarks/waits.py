@@ -74,17 +74,25 @@ def main(spec_path: str) -> None:
     import airflow.sdk  # noqa: F401
 
     from airflow_cleanrooms.aio.client_pool import SharedClientPool, close_shared_clients
+    from airflow_cleanrooms.aio.poll_scheduler import PollScheduler
     from airflow_cleanrooms.emulator.control import EmulatorControl
 
     cls = trigger_classes()[variant]
     conn_ids = sorted(spec["connections"])
+    # The request-rate limiter of our triggers: the spec's rate (None: off), else the trigger's default.
+    rate = (
+        {"max_requests_per_second": spec["max_requests_per_second"]}
+        if "max_requests_per_second" in spec
+        else {}
+    )
     triggers = [
         cls(
-            membership_identifier=spec["membership"],
+            membership_identifier=job.get("membership", spec["membership"]),
             trained_model_inference_job_arn=job["arn"],
             waiter_delay=spec["delay"],
             waiter_max_attempts=spec["max_attempts"],
-            aws_conn_id=conn_ids[i % len(conn_ids)],
+            aws_conn_id=job.get("conn_id", conn_ids[i % len(conn_ids)]),
+            **rate,
         )
         for i, job in enumerate(jobs)
     ]
@@ -146,6 +154,7 @@ def main(spec_path: str) -> None:
 
     gc.callbacks.append(on_gc)
     events: dict[int, tuple[dict[str, Any], float]] = {}
+    limiters: dict[str, dict[str, Any]] = {}  # ours: each rate limiter's figures, by account key
     stalls: list[float] = []
     big_stalls: list[tuple[float, float]] = []  # (seconds after the start, stall in ms) above 50 ms
     rss_peak = rss_base
@@ -194,6 +203,13 @@ def main(spec_path: str) -> None:
         await hb
         pool = SharedClientPool.for_running_loop()
         built = pool.clients_created
+        for key, limiter in PollScheduler.for_running_loop().rate_limiters.limiters.items():
+            limiters[key.account] = {
+                "granted": limiter.granted,
+                "throttles": limiter.throttles,
+                "cuts": limiter.cuts,
+                "rate_at_end": round(limiter.rate, 3),
+            }
         await close_shared_clients()
         return t_end, built
 
@@ -262,6 +278,7 @@ def main(spec_path: str) -> None:
         "clients_per_connection": {k: len(v) for k, v in clients_by_conn.items()},
         "client_shared_across_connections": shared_across,
         "pool_clients_built": pool_built,
+        "rate_limiters": limiters,
     }
     print(json.dumps(result))
 

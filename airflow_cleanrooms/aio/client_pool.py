@@ -50,6 +50,7 @@ import botocore.loaders
 from botocore.config import Config
 
 from airflow_cleanrooms.aio.per_loop import PerLoop
+from airflow_cleanrooms.aio.rate_limiter import role_account
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
@@ -98,6 +99,8 @@ class ClientKey:
     botocore_config: str
     endpoint_url: str | None
     identity: str  # sha256 of the credential material, never the material itself
+    #: The AWS account when the connection names it (its ``role_arn``'s), for the rate limiters.
+    account: str | None = None
 
 
 def _canonical(value: Any) -> str:
@@ -148,6 +151,7 @@ def resolve_client_key(hook: AwsGenericHook, transport: str = "thread") -> Clien
         botocore_config=_canonical(_config_options(conn.botocore_config)),
         endpoint_url=conn.get_service_endpoint_url(service_name=service),
         identity=hashlib.sha256(_canonical(material).encode()).hexdigest(),
+        account=role_account(conn.role_arn),
     )
 
 

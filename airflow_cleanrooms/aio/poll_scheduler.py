@@ -16,6 +16,11 @@ calls run at once, the others waiting their turn on the heap or in a queue of re
 call the wait's ``step`` decides: a number is the delay before the next poll, a :class:`Finished`
 ends the wait with its result. ``step`` and the call run in the context (``contextvars``) of the task that
 started the wait, so the triggerer's per-trigger log routing still applies to what they log.
+
+A poll may name an :class:`~airflow_cleanrooms.aio.rate_limiter.AdaptiveRateLimiter` (the waits'
+account, Region and operation): when it is due it queues there for a token (FIFO, no per-poll object
+but its place in the queue) and only then for a call slot, so the calls offered to one account stay
+under its request rate (:attr:`PollScheduler.rate_limiters`).
 """
 
 from __future__ import annotations
@@ -24,14 +29,18 @@ import asyncio
 import contextvars
 import heapq
 from collections import deque
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow_cleanrooms.aio.client_pool import THREAD_WORKERS
 from airflow_cleanrooms.aio.per_loop import PerLoop
+from airflow_cleanrooms.aio.rate_limiter import RateLimiters
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
+
+    from airflow_cleanrooms.aio.rate_limiter import AdaptiveRateLimiter
 
 
 _NO_ARGUMENTS: dict[str, Any] = {}
@@ -48,25 +57,17 @@ class Finished(Generic[T]):
         self.result = result
 
 
+@dataclass(slots=True, eq=False)
 class Polling:
     """One repeated call: what to call, what to do with each outcome, when it is next due."""
 
-    __slots__ = ("call", "context", "due", "future", "kwargs", "step")
-
-    def __init__(
-        self,
-        call: Callable[..., Coroutine[Any, Any, Any]] | None,
-        kwargs: dict[str, Any],
-        step: Callable[[Any], Any] | None,
-        future: asyncio.Future[Any],
-        context: contextvars.Context | None,
-    ) -> None:
-        self.call = call
-        self.kwargs = kwargs
-        self.step = step
-        self.future = future
-        self.context = context
-        self.due = 0.0
+    call: Callable[..., Coroutine[Any, Any, Any]] | None
+    kwargs: dict[str, Any]
+    step: Callable[[Any], Any] | None
+    future: asyncio.Future[Any]
+    context: contextvars.Context | None
+    limiter: AdaptiveRateLimiter | None = None
+    due: float = 0.0
 
     def __lt__(self, other: Polling) -> bool:  # heap order; equal times in any order
         return self.due < other.due
@@ -90,6 +91,8 @@ class PollScheduler:
         self._running: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        #: The request-rate limiters of this loop's waits (they hand due polls back to this scheduler).
+        self.rate_limiters = RateLimiters(loop, self._admit)
 
     @classmethod
     def for_running_loop(cls) -> PollScheduler:
@@ -120,6 +123,7 @@ class PollScheduler:
         kwargs: dict[str, Any],
         step: Callable[[Any], float | Finished[T]],
         first_delay: float = 0.0,
+        limiter: AdaptiveRateLimiter | None = None,
     ) -> asyncio.Future[T]:
         """
         Call ``await call(**kwargs)`` after ``first_delay`` seconds, then as ``step`` says.
@@ -128,9 +132,10 @@ class PollScheduler:
         delay in seconds before the next call, or ``Finished(result)`` to end the polling with
         ``result`` as the result of the returned future. An exception raised by ``step`` ends it
         with that exception. Cancelling the future ends the polling: a call running at that moment
-        finishes, and its outcome is dropped.
+        finishes, and its outcome is dropped. With ``limiter`` (one of :attr:`rate_limiters`), each
+        call waits for a token from it once due; that wait is not an outcome ``step`` sees.
         """
-        polling = Polling(call, kwargs, step, self._loop.create_future(), contextvars.copy_context())
+        polling = Polling(call, kwargs, step, self._loop.create_future(), contextvars.copy_context(), limiter)
         self._schedule(polling, first_delay)
         return polling.future
 
@@ -138,8 +143,7 @@ class PollScheduler:
 
     def _schedule(self, polling: Polling, delay: float) -> None:
         if delay <= 0 and polling.call is not None:
-            self._ready.append(polling)
-            self._dispatch()
+            self._due(polling)
             return
         polling.due = self._loop.time() + delay
         heapq.heappush(self._heap, polling)
@@ -161,12 +165,29 @@ class PollScheduler:
                 continue  # cancelled while it slept
             if polling.call is None:
                 polling.future.set_result(None)  # a plain sleep
+            elif polling.limiter is not None:
+                polling.limiter.submit(polling)  # back through _admit when its token is granted
             else:
                 self._ready.append(polling)
         self._dispatch()
         if heap:
             self._timer = self._loop.call_at(heap[0].due, self._wake)
             self._timer_at = heap[0].due
+
+    def _due(self, polling: Polling) -> None:
+        if polling.limiter is not None:
+            polling.limiter.submit(polling)
+        else:
+            self._ready.append(polling)
+            self._dispatch()
+
+    def _admit(self, polling: Polling) -> bool:
+        """A limiter granted ``polling`` its token: queue its call (``False``: it was cancelled)."""
+        if polling.future.done():
+            return False
+        self._ready.append(polling)
+        self._dispatch()
+        return True
 
     # -- calls -------------------------------------------------------------------------------------
 

@@ -38,6 +38,13 @@ from airflow_cleanrooms.wait_semantics import (
 if TYPE_CHECKING:
     from mypy_boto3_cleanroomsml import CleanRoomsMLClient  # the "typing" extra
 
+#: Retries of the hook's clients when the connection's botocore config sets none: botocore's adaptive
+#: mode retries throttling (and 5xx, dropped connections) with backoff and, once throttled, paces
+#: the client's requests with its own client-side rate limiter. Start calls never use it
+#: (:attr:`CleanRoomsMLHook.single_attempt_conn`); the triggers' pooled clients keep their own
+#: retries and share the triggerer's rate limiter (``airflow_cleanrooms.aio.rate_limiter``).
+SYNC_RETRIES: dict[str, Any] = {"mode": "adaptive", "total_max_attempts": 10}
+
 _ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
 
 
@@ -109,6 +116,13 @@ class CleanRoomsMLHook(AwsBaseHook):
     def waiter_path(self) -> Path | None:  # type: ignore[override]
         """The package's own waiter definitions (``airflow_cleanrooms/waiters/cleanroomsml.json``)."""
         return WAITERS_FILE if WAITERS_FILE.exists() else None
+
+    def _get_config(self, config: Config | None = None) -> Config:
+        """The botocore config of the hook's clients: :data:`SYNC_RETRIES` unless retries are set."""
+        config = super()._get_config(config)
+        if "retries" not in getattr(config, "_user_provided_options", {}):
+            config = config.merge(Config(retries=dict(SYNC_RETRIES)))
+        return config
 
     @functools.cached_property
     def single_attempt_conn(self) -> Any:
@@ -327,7 +341,8 @@ class CleanRoomsMLHook(AwsBaseHook):
 
         Each response is matched against the same waiter acceptors the triggers use
         (:mod:`airflow_cleanrooms.wait_semantics`). Transient API errors (throttling, 5xx, dropped
-        connections) are retried by botocore first; on top of that a streak of up to
+        connections) are retried by botocore first (adaptive mode, :data:`SYNC_RETRIES`: throttling
+        also slows the client down); on top of that a streak of up to
         ``max_error_streak`` failed reads is tolerated without using up attempts. Any other error
         is raised as is.
 

@@ -29,6 +29,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import AirflowException, conf, reject_arguments_the_model_lacks
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
@@ -108,6 +109,9 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         (default: ``[operators] default_deferrable``, else ``False``)
     :param cancel_on_kill: Cancel the job when the task is killed, times out (``execution_timeout``
         or the deferral timeout) or gives up waiting (``waiter_max_attempts``). (default: ``True``)
+    :param max_requests_per_second: In deferrable mode, the most requests per second that the
+        triggerer's waits on one account, Region and operation make together; they slow down
+        further when AWS throttles. (default: 5, AWS's published quota; ``None``: unlimited)
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -131,6 +135,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         waiter_max_attempts: int = 720,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         cancel_on_kill: bool = True,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
         **kwargs: Any,
     ) -> None:
         members = argument_members(self.operation_name)
@@ -151,6 +156,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         self.waiter_max_attempts = waiter_max_attempts
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self.max_requests_per_second = max_requests_per_second
         self.request: dict[str, Any] = {}
         self._job: JobRef | None = None
 
@@ -379,6 +385,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             "region_name": self.region_name,
             "verify": self.verify,
             "botocore_config": self.botocore_config,
+            "max_requests_per_second": self.max_requests_per_second,
         }
 
 

@@ -10,6 +10,7 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import conf
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
@@ -43,6 +44,9 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         (default: ``[operators] default_deferrable``, else ``False``)
     :param poke_interval: Seconds between checks (also the trigger's delay). (default: 60)
     :param max_retries: In deferrable mode, the trigger's maximum number of checks. (default: 720)
+    :param max_requests_per_second: In deferrable mode, the most requests per second that the
+        triggerer's waits on one account, Region and operation make together; they slow down
+        further when AWS throttles. (default: 5, AWS's published quota; ``None``: unlimited)
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -56,12 +60,14 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 60,
         max_retries: int = 720,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.membership_identifier = membership_identifier
         self.deferrable = deferrable
         self.max_retries = max_retries
+        self.max_requests_per_second = max_requests_per_second
         self._last_status: str | None = None
 
     @property
@@ -122,6 +128,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
             "region_name": self.region_name,
             "verify": self.verify,
             "botocore_config": self.botocore_config,
+            "max_requests_per_second": self.max_requests_per_second,
         }
 
 

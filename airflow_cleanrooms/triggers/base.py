@@ -38,6 +38,7 @@ from botocore.exceptions import ClientError
 
 from airflow_cleanrooms.aio.client_pool import ClientKey, SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND, limiter_key
 from airflow_cleanrooms.compat import trigger_hook_parameters
 from airflow_cleanrooms.wait_semantics import (
     TRANSIENT_EXCEPTIONS,
@@ -106,6 +107,13 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     failures (throttling, 5xx, connection errors, timeouts; botocore's "standard" retry mode already
     retries each call) do not use an attempt, but more than ``max_transient_errors`` of them in a
     row end the wait with an error event.
+
+    Request rate: the polls of every wait of the triggerer that reach one account, Region and
+    operation take turns on one :class:`~airflow_cleanrooms.aio.rate_limiter.AdaptiveRateLimiter`
+    capped at ``max_requests_per_second`` (default: AWS's published 5; ``None`` or 0: no limiter),
+    which halves its rate when the service throttles and creeps back up. A poll waiting for its turn
+    is neither an attempt nor an error; a wait's detection latency is then at most (waits sharing the
+    limiter) / (rate) plus one ``waiter_delay``.
     """
 
     #: JMESPath of the resource's status in the poll response (default: the first status query).
@@ -121,6 +129,9 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     #: How API calls are made: ``"thread"`` (a shared boto3 client, calls on the pool's threads) or
     #: ``"aio"`` (a shared aiobotocore client on the loop); see :mod:`airflow_cleanrooms.aio.client_pool`.
     client_transport: str = "thread"
+    #: Requests per second the waits sharing an account, Region and operation offer at most
+    #: (``None`` or 0: unlimited); subclasses take it as an argument and serialize it.
+    max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # AwsBaseWaiterTrigger's import-time check (aws_hook_class or hook() override) is skipped for
@@ -206,7 +217,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
             try:
                 self._client_key: ClientKey | None = entry.key
                 self._client_id: int | None = id(entry.client)
-                event = await self._wait(entry.client, waiter)
+                event = await self._wait(entry.client, waiter, entry.key)
             finally:
                 pool.release(entry)
         except (asyncio.CancelledError, GeneratorExit):
@@ -241,13 +252,30 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
             raise
         return entry, waiter
 
-    async def _wait(self, client: Any, waiter: SingleWaiterConfig) -> TriggerEvent:
-        """Poll on the loop's :class:`~airflow_cleanrooms.aio.poll_scheduler.PollScheduler` until an event."""
-        event: TriggerEvent = await PollScheduler.for_running_loop().poll(
-            getattr(client, xform_name(waiter.operation)),
-            self.waiter_args,
-            _WaitState(self, waiter_acceptors(waiter)),
-        )
+    async def _wait(
+        self, client: Any, waiter: SingleWaiterConfig, client_key: ClientKey | None = None
+    ) -> TriggerEvent:
+        """
+        Poll on the loop's :class:`~airflow_cleanrooms.aio.poll_scheduler.PollScheduler` until an event,
+        taking turns on the rate limiter of the client's account, Region and operation.
+        """
+        scheduler = PollScheduler.for_running_loop()
+        rate = self.max_requests_per_second
+        limiter = None
+        if rate and client_key is not None:
+            limiter = scheduler.rate_limiters.get(limiter_key(client_key, waiter.operation), rate)
+            scheduler.rate_limiters.watch(client_key, client)
+            limiter.register(rate)
+        try:
+            event: TriggerEvent = await scheduler.poll(
+                getattr(client, xform_name(waiter.operation)),
+                self.waiter_args,
+                _WaitState(self, waiter_acceptors(waiter)),
+                limiter=limiter,
+            )
+        finally:
+            if limiter is not None:
+                limiter.unregister(rate)  # type: ignore[arg-type]
         return event
 
     def _step(self, state: _WaitState, outcome: Any) -> float | Finished[TriggerEvent]:

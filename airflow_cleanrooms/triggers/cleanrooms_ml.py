@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import trigger_hook_parameters
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
@@ -34,6 +35,9 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
     :param region_name: AWS Region; the connection's when not given.
     :param verify: Whether to verify SSL certificates, or a CA bundle path.
     :param botocore_config: A ``botocore.config.Config`` as a dict.
+    :param max_requests_per_second: The most requests per second that the triggerer's waits on one
+        account, Region and operation make together (they slow down further when AWS throttles).
+        (default: 5, AWS's published quota; ``None``: unlimited)
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -53,14 +57,20 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
     ) -> None:
         kind = self.kind
+        self.max_requests_per_second = max_requests_per_second
         self.membership_identifier = membership_identifier
         self.arn = arn
         self.cancel_on_kill = cancel_on_kill
         self.waiter_args_extra = {k: v for k, v in (waiter_args_extra or {}).items() if v is not None}
         super().__init__(
-            serialized_fields={**serialized_fields, "cancel_on_kill": cancel_on_kill},
+            serialized_fields={
+                **serialized_fields,
+                "cancel_on_kill": cancel_on_kill,
+                "max_requests_per_second": max_requests_per_second,
+            },
             waiter_name=kind.waiter_name,
             waiter_args=kind.request(membership_identifier, arn, **self.waiter_args_extra),
             failure_message=f"{kind.label.capitalize()} {arn} failed",

@@ -1,5 +1,5 @@
 """
-The demo (``make demo`` -> ``scripts/demo`` -> ``python -m airflow_cleanrooms.demo``), the README's first
+The demo (``make demo`` -> ``scripts/demo`` -> ``python -m demo.run``), the README's first
 command: run for real once, end to end, and its pieces (conf, report, exit code) checked in isolation.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from airflow_cleanrooms import demo
 from airflow_cleanrooms.param_schemas import member_schema
+from demo import run as demo
 
 SEEDED = {
     "membership_id": "5f0c2d4e-1111-4222-8333-444455556666",

@@ -8,7 +8,6 @@ failure, so a green CI run always means the checks really ran.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -20,6 +19,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+
+from airflow_cleanrooms.emulator.process import EmulatorProcess
+from tests.topology import AirflowTopology, TopologyUnavailable, emulator_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"
@@ -62,16 +64,6 @@ EXAMPLE_DAGS = (
 )
 
 
-def _load_deploy_module() -> Any:
-    path = REPO_ROOT / "scripts" / "deploy-local.py"
-    spec = importlib.util.spec_from_file_location("cleanrooms_deploy_local", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
 def timed(phase: str) -> Iterator[None]:
     started = time.monotonic()
@@ -89,30 +81,46 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="package")
-def deployment() -> Iterator[Any]:
-    """PostgreSQL + api-server + scheduler + dag-processor + triggerer + emulator, as processes."""
-    deploy = _load_deploy_module()
-    shutil.rmtree(ARTIFACTS / "deployment-logs", ignore_errors=True)
-    topology = deploy.LocalTopology(
-        # A job is ACTIVE about 13 s after it starts: long enough that a deferred sensor's trigger
-        # rarely fires within seconds of the deferral (see POLL_SECONDS), short for a CI run.
-        emulator_args=["--pending-seconds", "1", "--running-seconds", "12", "--log-level", "WARNING"],
-        extra_env={"CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": str(POLL_SECONDS)},
-        log=lambda line: None,
-        keep_logs=ARTIFACTS / "deployment-logs",
-    )
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """The emulator the deployment's ``aws_default`` connection points at."""
+    state = tmp_path_factory.mktemp("deployment-emulator") / "state.db"
+    # A job is ACTIVE about 13 s after it starts: long enough that a deferred sensor's trigger
+    # rarely fires within seconds of the deferral (see POLL_SECONDS), short for a CI run.
+    args = ["--pending-seconds", "1", "--running-seconds", "12", "--log-level", "WARNING"]
+    process = EmulatorProcess(state=state, args=args).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="package")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorProcess
+) -> Iterator[AirflowTopology]:
+    """PostgreSQL + api-server + scheduler + dag-processor + triggerer (LocalExecutor), as processes."""
+    logs = ARTIFACTS / "deployment-logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    try:
+        topology = AirflowTopology(
+            tmp_path_factory.mktemp("deployment-airflow"),
+            env={**emulator_env(emulator.url), "CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": str(POLL_SECONDS)},
+            parallelism=8,
+            database="postgres",
+            dags_folder=REPO_ROOT / "dags",
+        )
+    except TopologyUnavailable as err:
+        missing_tool(str(err))
     try:
         with timed("topology start (total)"):
-            topology.start()
-    except deploy.TopologyUnavailable as err:
-        missing_tool(str(err))
-    for phase, seconds in topology.timings.items():
-        TIMINGS[f"  start: {phase}"] = seconds
-    try:
+            topology.up()
+        for phase, seconds in topology.timings.items():
+            TIMINGS[f"  start: {phase}"] = seconds
         yield topology
-    finally:
+    finally:  # the logs reach artifacts/ also when the start failed
         with timed("topology stop"):
             topology.stop()
+        topology.copy_logs(logs)
 
 
 @dataclass
@@ -152,60 +160,34 @@ def name_prefix(dag_id: str) -> str:
 
 
 @pytest.fixture(scope="package")
-def seeded(deployment: Any) -> dict[str, str]:
-    from airflow_cleanrooms.emulator.control import EmulatorControl
-
-    return EmulatorControl(deployment.emulator_url).seed_membership(MEMBERSHIP_ID, trained_model=True)
+def seeded(emulator: EmulatorProcess) -> dict[str, str]:
+    return emulator.control.seed_membership(MEMBERSHIP_ID, trained_model=True)
 
 
 @pytest.fixture(scope="package")
-def example_runs(deployment: Any, seeded: dict[str, str]) -> dict[str, ExampleRun]:
+def example_runs(deployment: AirflowTopology, seeded: dict[str, str]) -> dict[str, ExampleRun]:
     """Unpause and trigger every example DAG through the REST API (all at once), wait for the end."""
     with timed("DAGs parsed (visible in the API)"):
-        deployment.wait_for(
-            "example DAGs parsed",
-            lambda: set(EXAMPLE_DAGS) <= {d["dag_id"] for d in deployment.api("GET", "dags")["dags"]} or None,
-            timeout=180,
-        )
+        deployment.wait_for_dags(EXAMPLE_DAGS, timeout=180)
     runs: dict[str, ExampleRun] = {}
     with timed("example runs: trigger -> all finished"):
         for dag_id in EXAMPLE_DAGS:
-            deployment.api("PATCH", f"dags/{dag_id}", json={"is_paused": False})
+            deployment.unpause(dag_id)
             conf = _conf(dag_id, seeded, name_prefix(dag_id))
-            run = deployment.api("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
-            runs[dag_id] = ExampleRun(dag_id, run["dag_run_id"], conf, run["state"], {})
+            runs[dag_id] = ExampleRun(dag_id, deployment.trigger(dag_id, conf=conf), conf, "queued", {})
 
         def all_finished() -> bool | None:
             for run in runs.values():
                 if run.state not in ("success", "failed"):
-                    run.state = deployment.api("GET", f"dags/{run.dag_id}/dagRuns/{run.run_id}")["state"]
+                    run.state = deployment.dag_run_state(run.dag_id, run.run_id)
             return all(r.state in ("success", "failed") for r in runs.values()) or None
 
         deployment.wait_for("example runs finished", all_finished, timeout=420, interval=2)
     for run in runs.values():
-        tis = deployment.api("GET", f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances")
-        run.task_states = {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
-        for ti in tis["task_instances"]:
+        tis = deployment.task_instances(run.dag_id, run.run_id)
+        run.task_states = {ti["task_id"]: ti["state"] for ti in tis}
+        for ti in tis:
             if ti["state"] != "success":
-                run.failure_logs[ti["task_id"]] = task_log(deployment, run, ti["task_id"], ti["try_number"])
+                log = deployment.ui_task_log(run.dag_id, run.run_id, ti["task_id"], ti["try_number"])
+                run.failure_logs[ti["task_id"]] = log
     return runs
-
-
-def task_log(deployment: Any, run: ExampleRun, task_id: str, try_number: int) -> str:
-    """The task's log as the UI shows it (structured entries joined into text)."""
-    path = f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task_id}/logs/{try_number}"
-    try:
-        body = deployment.api("GET", path, params={"full_content": True})
-    except RuntimeError as err:
-        return f"(log unavailable: {err})"
-    content = body.get("content", [])
-    if isinstance(content, str):
-        return content
-    return "\n".join(
-        " ".join(
-            str(entry.get(k, "")) for k in ("timestamp", "level", "event", "error_detail") if entry.get(k)
-        )
-        if isinstance(entry, dict)
-        else str(entry)
-        for entry in content
-    )

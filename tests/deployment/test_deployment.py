@@ -1,7 +1,7 @@
 """The example DAGs in a real Airflow deployment, driven only through its REST API.
 
 PostgreSQL, api-server, scheduler, dag-processor, triggerer (LocalExecutor) and the emulator run
-as separate processes (scripts/deploy-local.py, the topology of docker/docker-compose.yaml). Every
+as separate processes (tests/topology.py, the topology of docker/docker-compose.yaml). Every
 example DAG, sync and deferrable, is unpaused and triggered through /api/v2; the checks read the
 outcome back through the API (run and task states, XCom) and from the emulator (boto3 and its
 request log).
@@ -10,14 +10,18 @@ request log).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
 
-from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, ExampleRun, name_prefix, task_log
+from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, ExampleRun, name_prefix
+
+if TYPE_CHECKING:
+    from airflow_cleanrooms.emulator.process import EmulatorProcess
+    from tests.topology import AirflowTopology
 
 # The first test also pays for the shared topology (start + all example runs): minutes, not seconds.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -27,19 +31,14 @@ JOB_ARN = re.compile(
 )
 
 
-def _emulator_client(deployment: Any) -> Any:
+def _emulator_client(emulator: EmulatorProcess) -> Any:
     return boto3.client(
         "cleanroomsml",
-        endpoint_url=deployment.emulator_url,
+        endpoint_url=emulator.url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-
-
-def _xcom(deployment: Any, run: ExampleRun, task_id: str, key: str = "return_value") -> Any:
-    path = f"dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task_id}/xcomEntries/{key}"
-    return deployment.api("GET", path, params={"deserialize": True, "stringify": False})["value"]
 
 
 def test_every_example_run_succeeds_sync_and_deferrable(example_runs: dict[str, ExampleRun]) -> None:
@@ -62,11 +61,11 @@ def test_every_example_run_succeeds_sync_and_deferrable(example_runs: dict[str, 
 
 
 def test_inference_job_arn_is_in_xcom_and_the_job_ran(
-    deployment: Any, example_runs: dict[str, ExampleRun]
+    deployment: AirflowTopology, emulator: EmulatorProcess, example_runs: dict[str, ExampleRun]
 ) -> None:
-    client = _emulator_client(deployment)
+    client = _emulator_client(emulator)
     for run in example_runs.values():
-        arn = _xcom(deployment, run, "start_inference")
+        arn = deployment.xcom(run.dag_id, run.run_id, "start_inference")
         assert isinstance(arn, str) and JOB_ARN.match(arn), f"{run.dag_id}: XCom return_value {arn!r}"
         job = client.get_trained_model_inference_job(
             membershipIdentifier=MEMBERSHIP_ID, trainedModelInferenceJobArn=arn
@@ -81,16 +80,16 @@ def test_inference_job_arn_is_in_xcom_and_the_job_ran(
 
 
 def test_train_and_infer_runs_infer_on_the_model_they_trained(
-    deployment: Any, example_runs: dict[str, ExampleRun]
+    deployment: AirflowTopology, emulator: EmulatorProcess, example_runs: dict[str, ExampleRun]
 ) -> None:
-    client = _emulator_client(deployment)
+    client = _emulator_client(emulator)
     for dag_id in (
         "example_cleanrooms_ml_train_and_infer",
         "example_cleanrooms_ml_train_and_infer_deferrable",
     ):
         run = example_runs[dag_id]
-        model_arn = _xcom(deployment, run, "create_trained_model")
-        job_arn = _xcom(deployment, run, "start_inference")
+        model_arn = deployment.xcom(run.dag_id, run.run_id, "create_trained_model")
+        job_arn = deployment.xcom(run.dag_id, run.run_id, "start_inference")
         job = client.get_trained_model_inference_job(
             membershipIdentifier=MEMBERSHIP_ID, trainedModelInferenceJobArn=job_arn
         )
@@ -99,11 +98,11 @@ def test_train_and_infer_runs_infer_on_the_model_they_trained(
         assert model["status"] == "ACTIVE"
 
 
-def test_emulator_holds_exactly_one_job_per_run(deployment: Any, example_runs: dict[str, ExampleRun]) -> None:
+def test_emulator_holds_exactly_one_job_per_run(
+    deployment: AirflowTopology, emulator: EmulatorProcess, example_runs: dict[str, ExampleRun]
+) -> None:
     """Every run of the session (these, and any other test's) maps to its own single emulator job."""
-    from airflow_cleanrooms.emulator.control import EmulatorControl
-
-    client = _emulator_client(deployment)
+    client = _emulator_client(emulator)
     jobs = [
         job["trainedModelInferenceJobArn"]
         for page in client.get_paginator("list_trained_model_inference_jobs").paginate(
@@ -114,26 +113,26 @@ def test_emulator_holds_exactly_one_job_per_run(deployment: Any, example_runs: d
     run_jobs: dict[str, str] = {}
     train_runs = 0
     for dag_id in EXAMPLE_DAGS:
-        for run in deployment.api("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]:
+        for run in deployment.dag_runs(dag_id):
             if run["state"] != "success":
                 continue
-            ref = ExampleRun(dag_id, run["dag_run_id"], run["conf"], run["state"], {})
-            run_jobs[f"{dag_id}/{ref.run_id}"] = _xcom(deployment, ref, "start_inference")
+            run_id = run["dag_run_id"]
+            run_jobs[f"{dag_id}/{run_id}"] = deployment.xcom(dag_id, run_id, "start_inference")
             train_runs += "train_and_infer" in dag_id
     assert set(example_runs) <= {key.split("/")[0] for key in run_jobs}
     assert len(set(run_jobs.values())) == len(run_jobs), f"two runs share a job: {run_jobs}"
     assert sorted(jobs) == sorted(run_jobs.values()), "the emulator's jobs are not one per run"
-    control = EmulatorControl(deployment.emulator_url)
+    control = emulator.control
     assert len(control.requests("StartTrainedModelInferenceJob")) == len(run_jobs)
     assert len(control.requests("CreateTrainedModel")) == train_runs
 
 
 def test_deferrable_runs_waited_in_the_triggerer_and_sync_runs_rescheduled(
-    deployment: Any, example_runs: dict[str, ExampleRun]
+    deployment: AirflowTopology, example_runs: dict[str, ExampleRun]
 ) -> None:
     """The task log (as the UI shows it) tells where each sensor waited."""
     for run in example_runs.values():
-        log = task_log(deployment, run, "wait_inference", 1)
+        log = deployment.ui_task_log(run.dag_id, run.run_id, "wait_inference", 1)
         if run.dag_id.endswith("_deferrable"):
             assert "Trigger fired event" in log, f"{run.dag_id}: no trigger in the log:\n{log[-3000:]}"
         else:

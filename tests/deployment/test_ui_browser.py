@@ -14,11 +14,14 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .conftest import ARTIFACTS, MEMBERSHIP_ID, TIMINGS, ExampleRun, missing_tool, timed
+
+if TYPE_CHECKING:
+    from tests.topology import AirflowTopology
 
 # The first test also pays for the shared topology (start + all example runs): minutes, not seconds.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -59,7 +62,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Any, deployment: Any) -> Iterator[Any]:
+def page(browser: Any, deployment: AirflowTopology) -> Iterator[Any]:
     """A signed-in page (the UI's own login form, SimpleAuthManager)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(60_000)
@@ -96,7 +99,7 @@ def _field_text(page: Any, field: str) -> str:
 
 
 def test_inference_task_shows_console_link_and_rendered_fields(
-    page: Any, deployment: Any, example_runs: dict[str, ExampleRun]
+    page: Any, deployment: AirflowTopology, example_runs: dict[str, ExampleRun]
 ) -> None:
     run = example_runs[INFERENCE_DAG]
     assert run.state == "success", f"the run the UI check opens did not succeed: {run.task_states}"
@@ -124,7 +127,7 @@ def test_inference_task_shows_console_link_and_rendered_fields(
 
 
 def test_trigger_form_refuses_invalid_param_and_runs_valid_one(
-    page: Any, deployment: Any, seeded: dict[str, str], example_runs: dict[str, ExampleRun]
+    page: Any, deployment: AirflowTopology, seeded: dict[str, str], example_runs: dict[str, ExampleRun]
 ) -> None:
     runs_before = {
         r["dag_run_id"] for r in deployment.api("GET", f"dags/{INFERENCE_DAG}/dagRuns")["dag_runs"]

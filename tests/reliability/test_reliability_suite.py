@@ -32,9 +32,9 @@ from botocore.config import Config
 from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess
 from airflow_cleanrooms.emulator.pytest_plugin import connection_json
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
-from tests.reliability.airflow_topology import AirflowTopology, wait_until
 from tests.reliability.dags.bad_input_corpus import CORPUS
 from tests.reliability.dags.reliability_dags import BAD_INPUTS, DAG_IDS
+from tests.topology import AirflowTopology, wait_until
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.control import EmulatorControl

@@ -38,6 +38,14 @@ def test_benchmark_smoke_run_completes_every_wait_without_sharing_clients_across
     assert ours["clients_per_connection"] == {"bench_a": 1, "bench_b": 1}
     assert ours["client_shared_across_connections"] is False
     assert ours["pool_clients_built"] == 2
+    # The run against AWS's request rate (5/s per account): every wait completes, ours without a
+    # throttled call (its limiter keeps each account under the rate), one limiter per account.
+    limited = report["limited"]
+    for result in limited.values():
+        assert result["completed"] == result["n"] == 20 and result["errors"] == 0 and result["missing"] == 0
+    assert limited["ours"]["throttled"] == 0
+    assert limited["ours"]["accounts"] == len(limited["ours"]["rate_limiters"]) == 4
+    assert "throttled responses" in proc.stdout
     # The table was printed, with both sides and the parse-cost ratios.
     assert "ours/anchor" in proc.stdout and "DAG parse cost" in proc.stdout
     assert "objects promoted to old gen. per wait" in proc.stdout
