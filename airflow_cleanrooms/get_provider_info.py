@@ -60,5 +60,6 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelInferenceJobLink",
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelLink",
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLInputChannelLink",
+            "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLContainerLogsLink",
         ],
     }

@@ -13,6 +13,10 @@ What a wait on a Clean Rooms ML resource means, in one place.
   service model's error shapes (``httpStatusCode`` 429 and 5xx) and botocore's standard retry rules.
 * **The event a finished wait produces** (:func:`wait_event`) and **the outcome a task draws from
   it** (:func:`raise_for_wait_event`), shared by the operators' and the sensors' ``execute_complete``.
+* **The final state block** (:func:`log_final_state`): when any wait ends (sync or deferrable,
+  operator or sensor), the task log gets the final status, ``statusDetails`` and the container logs'
+  and metrics' publishing status (``logsStatus``/``metricsStatus`` and their details, where the
+  installed botocore model has them), with what a ``PUBLISH_FAILED`` means for the user.
 """
 
 from __future__ import annotations
@@ -41,7 +45,11 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.retries.standard import ThrottledRetryableChecker, TransientRetryableChecker
 from botocore.waiter import AcceptorConfig, SingleWaiterConfig, WaiterModel, is_valid_waiter_error
 
-from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
+from airflow_cleanrooms.exceptions import (
+    CleanRoomsMLJobFailedError,
+    CleanRoomsMLWaitTimeoutError,
+    format_status_details,
+)
 from airflow_cleanrooms.service_model import (
     SERVICE_NAME,
     camel_to_snake,
@@ -163,6 +171,9 @@ def _path_matcher(acceptor: AcceptorConfig) -> Callable[[Mapping[str, Any]], Any
 
     return matches
 
+
+#: Members of a job's Get response that say whether its container logs and metrics were published.
+PUBLISHING_MEMBERS = ("logsStatus", "logsStatusDetails", "metricsStatus", "metricsStatusDetails")
 
 _WaiterKey = tuple[str, str, str, str]
 _WAITER_CONFIGS: dict[_WaiterKey, SingleWaiterConfig] = {}
@@ -344,6 +355,16 @@ class ResourceKind:
         assert output is not None
         return next(name for name, shape in output.members.items() if shape.type_name == "list")
 
+    @functools.cached_property
+    def publishing_members(self) -> tuple[str, ...]:
+        """
+        ``logsStatus``, ``logsStatusDetails``, ``metricsStatus``, ``metricsStatusDetails``: those the
+        installed model's Get output has (an older botocore may lack them), in that order.
+        """
+        output = operation_model(self.get_operation).output_shape
+        members = output.members if output is not None else {}
+        return tuple(name for name in PUBLISHING_MEMBERS if name in members)
+
     @property
     def list_page_size(self) -> int:
         assert self.list_operation is not None
@@ -398,6 +419,14 @@ class ResourceState:
     def from_response(cls, response: dict[str, Any]) -> ResourceState:
         return cls(response.get("status"), response.get("statusDetails"), response)
 
+    def final_fields(self, kind: ResourceKind) -> dict[str, Any]:
+        """What :func:`log_final_state` shows: status, its details and the publishing fields."""
+        return {
+            "job_status": self.status,
+            "status_details": self.status_details,
+            **publishing_fields(kind, self.response),
+        }
+
     @property
     def create_time(self) -> datetime | None:
         value = self.response.get("createTime")
@@ -430,6 +459,22 @@ def format_duration(seconds: float | None) -> str:
 # ---- the event of a finished wait, and the task's outcome ------------------------------------------
 
 
+def publishing_fields(kind: ResourceKind, response: Mapping[str, Any] | None) -> dict[str, Any]:
+    """
+    The logs/metrics publishing members of a Get response, by snake_case name (``logs_status``, ...).
+
+    Only members the installed model has (:attr:`ResourceKind.publishing_members`) and the response
+    carries; ``{}`` for kinds without them (ML input channels).
+    """
+    if not response:
+        return {}
+    return {
+        camel_to_snake(name): response[name]
+        for name in kind.publishing_members
+        if response.get(name) is not None
+    }
+
+
 def wait_event(
     return_key: str,
     return_value: Any,
@@ -437,22 +482,82 @@ def wait_event(
     message: str | None = None,
     status: str | None = None,
     status_details: dict[str, Any] | None = None,
+    final: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """
     The payload of a trigger's event: success when ``message`` is ``None``, else an error.
 
     ``{"status": "success", <return_key>: <return_value>}`` or ``{"status": "error", "message": ...,
     <return_key>: ..., "job_status": <last status or None>, "status_details": <dict or None>}``.
+    ``final`` (:func:`publishing_fields` of the last response, when the wait ended on one) adds
+    ``logs_status``, ``logs_status_details``, ``metrics_status``, ``metrics_status_details``.
     """
     if message is None:
-        return {"status": "success", return_key: return_value}
+        event: dict[str, Any] = {"status": "success", return_key: return_value}
+        if final is not None:
+            event["job_status"] = status
+        event.update(final or {})
+        return event
     return {
         "status": "error",
         "message": message,
         return_key: return_value,
         "job_status": status,
         "status_details": status_details,
+        **(final or {}),
     }
+
+
+_PUBLISH_FAILED = "PUBLISH_FAILED"
+_PUBLISHING_WHY = {
+    "logs": (
+        "no container logs will be found in CloudWatch Logs for this job. Clean Rooms ML publishes what "
+        "the model container writes to stdout/stderr only when the configured model algorithm "
+        "association's privacy configuration allows it for this member (privacyConfiguration.policies."
+        "{policy}.containerLogs: allowedAccountIds, filterPattern) and the member's ML configuration "
+        "role may write to CloudWatch Logs"
+    ),
+    "metrics": (
+        "no container metrics will be found in CloudWatch Metrics for this job (the association's "
+        "privacy configuration, containerMetrics, and the ML configuration role decide)"
+    ),
+}
+
+
+def format_final_state(kind: ResourceKind, arn: str, fields: Mapping[str, Any]) -> str:
+    """
+    One readable block: the final status with its details, and logs/metrics publishing with theirs.
+
+    ``fields`` holds ``job_status``, ``status_details`` and :func:`publishing_fields` (a trigger's
+    event, or :meth:`ResourceState.final_fields`). A member the response did not carry is shown as
+    ``not reported``; a member the installed botocore model lacks is left out.
+    """
+    policy = "trainedModelInferenceJobs" if kind is TRAINED_MODEL_INFERENCE_JOB else "trainedModels"
+    lines = [f"{kind.label.capitalize()} {arn} ended:"]
+    lines.append(f"  status:           {fields.get('job_status') or 'unknown'}")
+    details = format_status_details(fields.get("status_details"))
+    if details:
+        lines.append(f"  status details:   {details}")
+    for what in ("logs", "metrics"):
+        if f"{what}Status" not in kind.publishing_members:
+            continue
+        status = fields.get(f"{what}_status")
+        lines.append(f"  {what + ' status:':<17} {status or 'not reported'}")
+        status_details = fields.get(f"{what}_status_details")
+        if status_details:
+            lines.append(f"  {what + ' details:':<17} {status_details}")
+        if status == _PUBLISH_FAILED:
+            lines.append(f"  {'':<17} => {_PUBLISHING_WHY[what].format(policy=policy)}")
+    return "\n".join(lines)
+
+
+def log_final_state(kind: ResourceKind, arn: str, fields: Mapping[str, Any], log: Any) -> None:
+    """Log :func:`format_final_state` (warning level when the job failed or publishing did)."""
+    failed = kind.is_failure(fields.get("job_status")) or _PUBLISH_FAILED in (
+        fields.get("logs_status"),
+        fields.get("metrics_status"),
+    )
+    (log.warning if failed else log.info)("%s", format_final_state(kind, arn, fields))
 
 
 def raise_for_wait_event(
@@ -472,17 +577,21 @@ def raise_for_wait_event(
     :raises CleanRoomsMLWaitTimeoutError: the wait ended while the resource was still going, or its
         status is unknown (the operator cancels what it started before re-raising).
     """
-    if event.get("status") == "success":
-        log.info("%s %s is ACTIVE", kind.label.capitalize(), arn)
-        return
-    status = event.get("job_status")
-    details = event.get("status_details")
-    if status is None:
+    fields: dict[str, Any] = dict(event)
+    if fields.get("job_status") is None:
+        # A plain AwsBaseWaiterTrigger event, or a wait that ended before any answer: read the state
+        # once, for the outcome and the final state block.
         try:
-            state = read_state()
-            status, details = state.status, state.status_details
+            fields.update(read_state().final_fields(kind))
         except Exception as error:
             log.warning("Could not read the final status of %s: %s", arn, error)
+            if event.get("status") == "success":
+                fields["job_status"] = "ACTIVE"
+    log_final_state(kind, arn, fields, log)
+    if event.get("status") == "success":
+        return
+    status = fields.get("job_status")
+    details = fields.get("status_details")
     if kind.is_success(status):
         return  # the wait stopped on an error, but the resource is ACTIVE after all
     if kind.is_failure(status):

@@ -72,6 +72,7 @@ def run_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> d
         "hold_seconds": PENDING_SECONDS + HOLD_SECONDS,
         "timeout": args.timeout,
         "gc_freeze": args.gc_freeze,
+        "print_log_fraction": args.print_log_fraction,
         "max_requests_per_second": None,  # the emulator's limits are off: so is our limiter
     }
     result = run_child(emu, spec, connection_uri_env(emu.url), args)
@@ -87,6 +88,7 @@ def run_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> d
         result["first_poll_max_s"] = ordered[-1]
     result["cpu_ms_per_call"] = 1000 * result["cpu_s"] / len(polls) if polls else None
     result["job_creation_s"] = creation_s
+    result["logs_calls"] = len(control.requests("GetLogEvents")) + len(control.requests("DescribeLogStreams"))
     return result
 
 
@@ -269,6 +271,8 @@ def print_report(report: dict[str, Any]) -> None:
             ("objects promoted to old gen. per wait", "promoted_to_old_generation_per_wait", 1, 1),
             ("full (gen 2) collections in the run", "full_collections", 1, 0),
             ("API calls per job", "api_calls_per_job", 1, 2),
+            ("waits streaming container logs", "streaming_waits", 1, 0),
+            ("CloudWatch Logs calls", "logs_calls", 1, 0),
             ("first poll after start, median (s)", "first_poll_median_s", 1, 2),
             ("first poll after start, max (s)", "first_poll_max_s", 1, 2),
             ("ACTIVE -> event, median (s)", "latency_p50_s", 1, 2),
@@ -413,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         "--gc-freeze",
         action="store_true",
         help="gc.freeze() the waiting process after start-up (isolates the collector's full passes)",
+    )
+    parser.add_argument(
+        "--print-log-fraction",
+        type=float,
+        default=0.0,
+        help="fraction of our waits that stream container logs (print_log=True; default 0)",
     )
     parser.add_argument("--skip-waits", action="store_true")
     parser.add_argument("--skip-limited", action="store_true", help="skip the run against AWS's request rate")

@@ -79,6 +79,8 @@ def main(spec_path: str) -> None:
 
     cls = trigger_classes()[variant]
     conn_ids = sorted(spec["connections"])
+    # The first fraction of the waits stream their container logs (print_log) beside the status wait.
+    streaming = round(n * float(spec.get("print_log_fraction") or 0.0)) if variant != "anchor" else 0
     # The request-rate limiter of our triggers: the spec's rate (None: off), else the trigger's default.
     rate = (
         {"max_requests_per_second": spec["max_requests_per_second"]}
@@ -93,6 +95,7 @@ def main(spec_path: str) -> None:
             waiter_max_attempts=spec["max_attempts"],
             aws_conn_id=job.get("conn_id", conn_ids[i % len(conn_ids)]),
             **rate,
+            **({"print_log": True} if i < streaming else {}),
         )
         for i, job in enumerate(jobs)
     ]
@@ -249,6 +252,7 @@ def main(spec_path: str) -> None:
     result = {
         "variant": variant,
         "n": n,
+        "streaming_waits": streaming,
         "completed": len(ok),
         "errors": len(events) - len(ok),
         "missing": n - len(events),

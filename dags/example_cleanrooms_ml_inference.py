@@ -29,6 +29,13 @@ from one factory: `example_cleanrooms_ml_inference` (sensor in `reschedule` mode
 `example_cleanrooms_ml_inference_deferrable` (sensor defers to the triggerer). The polling interval
 comes from the environment variable `CLEANROOMS_ML_EXAMPLE_POLL_SECONDS` (default 60 seconds).
 
+#### Container logs
+The sensor has `print_log=True`: what the model container writes (CloudWatch Logs, when the
+association's privacy configuration allows it) appears in its task log: as it comes when deferred,
+all at once when the job ended in `reschedule` mode. The log status, and why no logs came if so,
+is in the block logged when the wait ends; the "Clean Rooms ML Container Logs" link opens them in
+the CloudWatch console.
+
 #### Emulator or AWS
 The tasks use the Airflow connection `aws_default`. With
 `AIRFLOW_CONN_AWS_DEFAULT='{"conn_type": "aws", "extra": {"endpoint_url": "http://127.0.0.1:PORT"}}'`
@@ -181,6 +188,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,
+            print_log=True,  # the job's container logs in this task's log (CloudWatch Logs)
             **sensor_mode,
         )
         start_inference >> wait_inference

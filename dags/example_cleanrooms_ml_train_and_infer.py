@@ -29,6 +29,11 @@ checks) and `example_cleanrooms_ml_train_and_infer_deferrable` (sensors defer to
 The polling interval is read at parse time from the environment variable
 `CLEANROOMS_ML_EXAMPLE_POLL_SECONDS` (default 60 seconds; the demo and the tests set it to 1).
 
+#### Container logs
+The sensors have `print_log=True`: what the training and inference containers write (CloudWatch
+Logs, when the association's privacy configuration allows it) appears in their task logs, and the
+"Clean Rooms ML Container Logs" link opens them in the CloudWatch console.
+
 #### Running it against AWS instead of the emulator
 Nothing in the DAG changes: every task uses the Airflow connection `aws_default`, and the
 connection decides where the calls go.
@@ -220,6 +225,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,
+            print_log=True,  # the job's container logs in this task's log (CloudWatch Logs)
             **sensor_mode,
         )
 
@@ -251,6 +257,7 @@ def build_dag(dag_id: str, *, deferrable: bool) -> DAG:
             poke_interval=poll,
             timeout=WAIT_TIMEOUT.total_seconds(),
             max_retries=max_checks,
+            print_log=True,  # the job's container logs in this task's log (CloudWatch Logs)
             **sensor_mode,
         )
 

@@ -60,6 +60,8 @@ class DemoResult:
     inference_job_status: str | None = None
     inference_job_name: str | None = None
     status_details: dict[str, Any] = field(default_factory=dict)
+    #: The last lines each job's container logged (CloudWatch Logs on the emulator).
+    container_logs: dict[str, list[str]] = field(default_factory=dict)
     exit_code: int | None = None
     log_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -200,6 +202,32 @@ def read_resources(emulator: EmulatorProcess, membership_id: str, result: DemoRe
         ).get("statusDetails")
         if details:
             result.status_details["inference_job"] = details
+    read_container_logs(client, result)
+
+
+def read_container_logs(client: Any, result: DemoResult) -> None:
+    """The last lines of each job's container logs (never fails the demo)."""
+    import boto3
+
+    from airflow_cleanrooms.container_logs import last_lines
+    from airflow_cleanrooms.wait_semantics import TRAINED_MODEL, TRAINED_MODEL_INFERENCE_JOB
+
+    logs = boto3.client(
+        "logs",
+        endpoint_url=client.meta.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="demo",
+        aws_secret_access_key="demo",
+    )
+    for what, kind, arn in (
+        ("trained model", TRAINED_MODEL, result.trained_model_arn),
+        ("inference job", TRAINED_MODEL_INFERENCE_JOB, result.inference_job_arn),
+    ):
+        if arn:
+            try:
+                result.container_logs[what] = last_lines(logs, kind, arn)
+            except Exception as error:
+                result.container_logs[what] = [f"(could not read its container logs: {error})"]
 
 
 def format_report(result: DemoResult) -> str:
@@ -218,6 +246,9 @@ def format_report(result: DemoResult) -> str:
     ]
     for what, details in result.status_details.items():
         lines.append(f"Status details of the {what.replace('_', ' ')}: {json.dumps(details)}")
+    for what, container_lines in result.container_logs.items():
+        lines.append(f"Last container log lines of the {what}:")
+        lines += [f"  | {line}" for line in container_lines] or ["  (none)"]
     lines.append("-" * 72)
     for task in TASK_ORDER:
         lines.append(f"  {task:<{width}}  {result.task_states.get(task) or 'not run'}")

@@ -303,12 +303,30 @@ class EmulatorControl:
 
     # -- seeding ---------------------------------------------------------------------------------
 
-    def seed_membership(self, membership_id: str, trained_model: bool = False) -> dict[str, str]:
+    def seed_membership(
+        self,
+        membership_id: str,
+        trained_model: bool = False,
+        container_logs: bool | list[str] = True,
+        logs_filter_pattern: str | None = None,
+    ) -> dict[str, str]:
         """
         Create, through the API, what a membership needs to run inference, all ACTIVE at once.
 
         Returns ``configured_model_algorithm_arn``, ``configured_model_algorithm_association_arn``,
         ``ml_input_channel_arn`` and ``membership_id``; with ``trained_model=True`` also
         ``trained_model_arn`` and ``trained_model_version_identifier``. (Not in the request log.)
+
+        ``container_logs``: the association's privacy configuration lets these accounts receive the
+        container logs of training and inference jobs (``True``: the emulator's default account;
+        ``False``: no ``containerLogs`` policy, so jobs report ``logsStatus`` ``PUBLISH_FAILED``).
+        ``logs_filter_pattern`` sets the policies' ``filterPattern``.
         """
-        return self._call("POST", "seed", {"membershipId": membership_id, "trainedModel": trained_model})  # type: ignore[no-any-return]
+        body: dict[str, Any] = {
+            "membershipId": membership_id,
+            "trainedModel": trained_model,
+            "containerLogs": container_logs,
+        }
+        if logs_filter_pattern is not None:
+            body["logsFilterPattern"] = logs_filter_pattern
+        return self._call("POST", "seed", body)  # type: ignore[no-any-return]

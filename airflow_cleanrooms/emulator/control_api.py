@@ -187,14 +187,27 @@ class ControlAPI:
                 "inferenceContainerConfig": {"imageUri": SEED_IMAGE},
             },
         )["configuredModelAlgorithmArn"]
-        association = call(
-            "CreateConfiguredModelAlgorithmAssociation",
-            {
-                "membershipIdentifier": membership,
-                "configuredModelAlgorithmArn": algorithm,
-                "name": f"{prefix}-association",
-            },
-        )["configuredModelAlgorithmAssociationArn"]
+        association_request: dict[str, Any] = {
+            "membershipIdentifier": membership,
+            "configuredModelAlgorithmArn": algorithm,
+            "name": f"{prefix}-association",
+        }
+        logs_accounts = body.get("containerLogs", True)
+        if logs_accounts:
+            if logs_accounts is True:
+                logs_accounts = [self.responses.authenticator.default_account]
+            policy: dict[str, Any] = {"allowedAccountIds": list(logs_accounts)}
+            if body.get("logsFilterPattern"):
+                policy["filterPattern"] = body["logsFilterPattern"]
+            association_request["privacyConfiguration"] = {
+                "policies": {
+                    "trainedModels": {"containerLogs": [policy]},
+                    "trainedModelInferenceJobs": {"containerLogs": [policy]},
+                }
+            }
+        association = call("CreateConfiguredModelAlgorithmAssociation", association_request)[
+            "configuredModelAlgorithmAssociationArn"
+        ]
         channel = call(
             "CreateMLInputChannel",
             {

@@ -347,6 +347,8 @@ class CleanRoomsMLBackend:
         self.clock_offset = 0.0
         # Service quotas checked at every start (set by the server; None: no quotas at all).
         self.quotas: JobQuotas | None = None
+        # Container logs decision per job (its association is immutable): see emulator/logs.py.
+        self._logs_decisions: dict[tuple[str, str], tuple[str, str | None, dict[str, Any] | None]] = {}
 
     # -- time and lifecycle ------------------------------------------------------------------------
 
@@ -422,7 +424,8 @@ class CleanRoomsMLBackend:
         self, res: Resource, operation: str, shape: Any = None, now: float | None = None
     ) -> dict[str, Any]:
         """The resource as ``operation`` returns it at ``now`` (``shape``: the output shape by default)."""
-        status, since = res.status_at(self.now() if now is None else now)
+        at = self.now() if now is None else now
+        status, since = res.status_at(at)
         data: dict[str, Any] = dict(res.body)
         data.update(self._computed(res))
         data["createTime"] = to_datetime(res.created)
@@ -434,13 +437,48 @@ class CleanRoomsMLBackend:
             data["status"] = status
             if status.endswith("FAILED") and res.details:
                 data["statusDetails"] = res.details
-            if status == "ACTIVE" and res.kind in (TRAINED_MODEL, INFERENCE_JOB):
+            if res.kind in (TRAINED_MODEL, INFERENCE_JOB) and self._container_started(res, at):
+                logs_status, logs_details, _ = self.logs_decision(res)
+                data["logsStatus"] = logs_status
+                data["logsStatusDetails"] = logs_details
                 data["metricsStatus"] = "PUBLISH_SUCCEEDED"
-                data["logsStatus"] = "PUBLISH_SUCCEEDED"
         shape = shape if shape is not None else output_shape(operation)
         if "tags" in shape.members:
             data["tags"] = res.tags if res.tags is not None else self.store.tags(res.arn)
         return _project(data, shape)
+
+    @staticmethod
+    def _container_started(res: Resource, now: float) -> bool:
+        """Whether the job's container had started by ``now`` (its CREATE_IN_PROGRESS phase began)."""
+        return any(status == "CREATE_IN_PROGRESS" and start <= now for start, status in res.phases)
+
+    def logs_decision(self, res: Resource) -> tuple[str, str | None, dict[str, Any] | None]:
+        """``(logsStatus, logsStatusDetails, containerLogs policy)`` of a job (see emulator/logs.py)."""
+        from airflow_cleanrooms.emulator.logs import logs_publishing
+
+        key = (res.arn, res.version)
+        decision = self._logs_decisions.get(key)
+        if decision is None:
+            association_arn = res.body.get("configuredModelAlgorithmAssociationArn")
+            if not association_arn and res.kind == INFERENCE_JOB:
+                model = self.store.get(
+                    res.body.get("trainedModelArn", ""), res.body.get("trainedModelVersionIdentifier")
+                )
+                association_arn = model.body.get("configuredModelAlgorithmAssociationArn") if model else None
+            association = self.store.get(association_arn) if association_arn else None
+            account = res.arn.split(":")[4]
+            decision = logs_publishing(res.kind, association.body if association else None, account)
+            self._logs_decisions[key] = decision
+        return decision
+
+    def container_jobs(self, account_id: str, region: str) -> list[Resource]:
+        """The inference jobs and trained model versions started by ``account_id`` in ``region``."""
+        caller = Caller(region=region, account_id=account_id)
+        rows = self.store.query(
+            f"SELECT {_COLUMNS} FROM resources WHERE kind IN (?, ?) AND substr(arn, 1, ?) = ? ORDER BY id",
+            (INFERENCE_JOB, TRAINED_MODEL, len(caller.arn_prefix), caller.arn_prefix),
+        )
+        return [self.store.to_resource(row) for row in rows]
 
     def _cached_view(self, res: Resource, operation: str) -> View:
         """The ``operation`` response for ``res``, with a key that changes whenever the response does."""
@@ -559,6 +597,7 @@ class CleanRoomsMLBackend:
             for table in ("resources", "tags", "failure_rules"):
                 db.execute(f"DELETE FROM {table}")
         self.clock_offset = 0.0
+        self._logs_decisions.clear()
 
     # -- configured model algorithms and associations ----------------------------------------------
 

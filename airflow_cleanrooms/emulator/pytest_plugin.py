@@ -135,8 +135,8 @@ class EmulatorHandle:
     def control(self) -> EmulatorControl:
         return EmulatorControl(self.url)
 
-    def client(self, **kwargs: Any) -> Any:
-        """A boto3 ``cleanroomsml`` client for the emulator (dummy credentials)."""
+    def client(self, service_name: str = "cleanroomsml", **kwargs: Any) -> Any:
+        """A boto3 client for the emulator (dummy credentials): ``cleanroomsml``, or ``logs``, ``sts``."""
         import boto3
 
         options: dict[str, Any] = {
@@ -146,7 +146,7 @@ class EmulatorHandle:
             "aws_secret_access_key": "testing",
         }
         options.update(kwargs)
-        return boto3.client("cleanroomsml", **options)
+        return boto3.client(service_name, **options)
 
 
 class _EnvPatch:

@@ -163,6 +163,7 @@ class CleanRoomsMLResponses:
         self.authenticator = Authenticator(self.limits, backend.now, default_account)
         self.limiter = RequestRateLimiter(self.limits, self.monotonic)
         self.sts: Any = None  # set by the server: handles STS (query protocol) calls on "/"
+        self.logs: Any = None  # set by the server: CloudWatch Logs (X-Amz-Target Logs_20140328.*)
         self.router = router()
         self._serializer = _serializer()
         self._parser = RestJSONParser()
@@ -180,6 +181,8 @@ class CleanRoomsMLResponses:
             return self.control.handle(request)
         if self.sts is not None and self.sts.accepts(request):
             return self.sts.handle(request)  # type: ignore[no-any-return]
+        if self.logs is not None and self.logs.accepts(request):
+            return self.logs.handle(request)  # type: ignore[no-any-return]
         request_id = new_request_id()
         query = parse_qs(request.query_string, keep_blank_values=True) if request.query_string else {}
         found = self.router.match(request.method, request.raw_path, set(query))

@@ -23,6 +23,7 @@ from airflow_cleanrooms.emulator.defaults import (
 )
 from airflow_cleanrooms.emulator.faults import FaultInjector
 from airflow_cleanrooms.emulator.limits import Limits
+from airflow_cleanrooms.emulator.logs import ContainerLogs
 from airflow_cleanrooms.emulator.models import CleanRoomsMLBackend, Store, Timings
 from airflow_cleanrooms.emulator.quotas import JobQuotas
 from airflow_cleanrooms.emulator.requestlog import RequestLog
@@ -175,6 +176,7 @@ class EmulatorServer:
         self.responses.sts = StsService(
             self.responses.authenticator, self.limits, self.backend.now, self.requests
         )
+        self.responses.logs = ContainerLogs(self.backend, self.responses.authenticator, self.requests)
         self.responses.control = ControlAPI(self.responses, self.state, on_reset=self.reset)
         self._initial_limits = self.limits.as_dict()
         self._initial_timings = resolved.as_dict()
@@ -194,6 +196,7 @@ class EmulatorServer:
         and limits of startup.
         """
         self.backend.reset()
+        self.responses.logs.reset()
         self.limits.update(self._initial_limits)
         self.responses.limiter.reset()
         self.backend.timings.update(self._initial_timings)

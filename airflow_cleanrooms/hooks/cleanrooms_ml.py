@@ -31,6 +31,7 @@ from airflow_cleanrooms.wait_semantics import (
     is_throttling,
     is_transient,
     load_waiter_config,
+    log_final_state,
     match_acceptors,
     waiter_acceptors,
 )
@@ -334,6 +335,7 @@ class CleanRoomsMLHook(AwsBaseHook):
         waiter_delay: float,
         waiter_max_attempts: int,
         max_error_streak: int = 5,
+        on_poll: Callable[[ResourceState, bool], None] | None = None,
         **extra: Any,
     ) -> ResourceState:
         """
@@ -344,7 +346,8 @@ class CleanRoomsMLHook(AwsBaseHook):
         connections) are retried by botocore first (adaptive mode, :data:`SYNC_RETRIES`: throttling
         also slows the client down); on top of that a streak of up to
         ``max_error_streak`` failed reads is tolerated without using up attempts. Any other error
-        is raised as is.
+        is raised as is. ``on_poll(state, ended)`` is called after each read (container log
+        streaming), ``ended`` on the last one, before the final state block is logged.
 
         :return: the final state (status ``ACTIVE``).
         :raises CleanRoomsMLJobFailedError: the resource reached a failure status.
@@ -386,6 +389,11 @@ class CleanRoomsMLHook(AwsBaseHook):
                 )
                 last_status = state.status
             accepted = match_acceptors(acceptors, state.response)
+            ended = accepted is not None and accepted.state in ("success", "failure")
+            if on_poll is not None:
+                on_poll(state, ended)
+            if ended:
+                log_final_state(kind, arn, state.final_fields(kind), self.log)
             if accepted is not None and accepted.state == "success":
                 return state
             if accepted is not None and accepted.state == "failure":

@@ -12,6 +12,7 @@ about which job the task started.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 
@@ -50,3 +51,40 @@ class CleanRoomsMLInputChannelLink(_CleanRoomsMLLink):
 
     name = "Clean Rooms ML Input Channel"
     key = "cleanrooms_ml_input_channel"
+
+
+def console_hash_value(value: str) -> str:
+    """
+    A value inside the CloudWatch console's ``#logsV2:`` hash: percent-encoded twice, ``%`` -> ``$``.
+
+    ``/aws/cleanroomsml/X`` -> ``$252Faws$252Fcleanroomsml$252FX`` (the console's own links do this).
+    """
+    return quote(quote(value, safe=""), safe="").replace("%", "$")
+
+
+class CleanRoomsMLContainerLogsLink(BaseAwsLink):
+    """
+    The job's container logs in the CloudWatch console: its log group, in its Region and partition,
+    listing only the log streams whose names start with the job's stream prefix.
+
+    Clean Rooms ML writes what the model container prints to ``/aws/cleanroomsml/TrainedModelInferenceJobs``
+    or ``/aws/cleanroomsml/TrainedModels`` (when the association's privacy configuration allows it).
+    AWS does not document the streams' names, so the link narrows by a prefix
+    (:func:`airflow_cleanrooms.container_logs.default_stream_prefix`, or the task's
+    ``log_stream_prefix``) rather than pointing at one stream.
+    """
+
+    name = "Clean Rooms ML Container Logs"
+    key = "cleanrooms_ml_container_logs"
+    format_str = BASE_AWS_CONSOLE_LINK + "/cloudwatch/home?region={region_name}#logsV2:log-groups"
+
+    def format_link(self, **kwargs: Any) -> str:
+        if not (kwargs.get("region_name") and kwargs.get("aws_domain") and kwargs.get("log_group")):
+            return ""
+        url = BASE_AWS_CONSOLE_LINK.format(**kwargs) + (
+            f"/cloudwatch/home?region={kwargs['region_name']}#logsV2:log-groups/log-group/"
+            f"{console_hash_value(kwargs['log_group'])}"
+        )
+        if kwargs.get("stream_prefix"):
+            url += f"$3FlogStreamNameFilter$3D{console_hash_value(kwargs['stream_prefix'])}"
+        return url

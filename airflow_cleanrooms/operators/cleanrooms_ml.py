@@ -31,9 +31,11 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import AirflowException, conf, reject_arguments_the_model_lacks
+from airflow_cleanrooms.container_logs import persist_logs_link, sensitive_values, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
 from airflow_cleanrooms.links.cleanrooms_ml import (
+    CleanRoomsMLContainerLogsLink,
     CleanRoomsMLInputChannelLink,
     CleanRoomsMLTrainedModelInferenceJobLink,
     CleanRoomsMLTrainedModelLink,
@@ -77,7 +79,9 @@ _TRIGGER_FAIL_METHOD = "__fail__"
 
 
 def _template_fields(operation_name: str) -> tuple[str, ...]:
-    return aws_template_fields(*argument_names(operation_name), CLI_INPUT_JSON, CLI_INPUT_YAML)
+    return aws_template_fields(
+        *argument_names(operation_name), CLI_INPUT_JSON, CLI_INPUT_YAML, "log_stream_prefix"
+    )
 
 
 def _renderers(operation_name: str) -> dict[str, str]:
@@ -109,6 +113,11 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         (default: ``[operators] default_deferrable``, else ``False``)
     :param cancel_on_kill: Cancel the job when the task is killed, times out (``execution_timeout``
         or the deferral timeout) or gives up waiting (``waiter_max_attempts``). (default: ``True``)
+    :param print_log: While waiting, copy the job's container logs (CloudWatch Logs) into the task
+        log, in order and without repeats; deferrable waits stream them from the triggerer.
+        (default: ``False``; see :mod:`airflow_cleanrooms.container_logs`)
+    :param log_stream_prefix: Follow the log streams whose names start with this (default: the
+        job's id, the last segment of its ARN). (templated)
     :param max_requests_per_second: In deferrable mode, the most requests per second that the
         triggerer's waits on one account, Region and operation make together; they slow down
         further when AWS throttles. (default: 5, AWS's published quota; ``None``: unlimited)
@@ -135,6 +144,8 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         waiter_max_attempts: int = 720,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         cancel_on_kill: bool = True,
+        print_log: bool = False,
+        log_stream_prefix: str | None = None,
         max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
         **kwargs: Any,
     ) -> None:
@@ -156,6 +167,8 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         self.waiter_max_attempts = waiter_max_attempts
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self.print_log = print_log
+        self.log_stream_prefix = log_stream_prefix
         self.max_requests_per_second = max_requests_per_second
         self.request: dict[str, Any] = {}
         self._job: JobRef | None = None
@@ -246,6 +259,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         if job.version is not None:
             ti.xcom_push(key=self.version_xcom_key, value=job.version)
         self.persist_link(context, job)
+        persist_logs_link(context, self, self.kind, job.arn, self.log_stream_prefix)
 
     def persist_link(self, context: Context, job: JobRef, collaboration_id: str | None = None) -> None:
         """Store the console link's data (XCom); the collaboration, once known, makes it precise."""
@@ -284,6 +298,14 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
                 timeout=self.execution_timeout,
             )
         membership, arn, extra = self._target(job)
+        streamer = stream_sync_wait(
+            enabled=self.print_log,
+            kind=self.kind,
+            arn=arn,
+            log=self.log,
+            aws=self._aws_hook_arguments(),
+            stream_prefix=self.log_stream_prefix,
+        )
         try:
             state = self.hook.wait_for(
                 self.kind,
@@ -291,6 +313,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
                 arn,
                 waiter_delay=self.waiter_delay,
                 waiter_max_attempts=self.waiter_max_attempts,
+                on_poll=streamer.on_poll if streamer is not None else None,
                 **extra,
             )
         except CleanRoomsMLWaitTimeoutError:
@@ -377,8 +400,17 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             return False
         return True
 
-    def _trigger_common(self) -> dict[str, Any]:
+    def _aws_hook_arguments(self) -> dict[str, Any]:
+        """The AWS arguments of this task's hooks (for the CloudWatch Logs hook)."""
         return {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
+
+    def _trigger_common(self) -> dict[str, Any]:
+        common: dict[str, Any] = {
             "waiter_delay": self.waiter_delay,
             "waiter_max_attempts": self.waiter_max_attempts,
             "aws_conn_id": self.aws_conn_id,
@@ -387,6 +419,13 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             "botocore_config": self.botocore_config,
             "max_requests_per_second": self.max_requests_per_second,
         }
+        if self.print_log:
+            common.update(
+                print_log=True,
+                log_stream_prefix=self.log_stream_prefix,
+                log_mask_values=sensitive_values(self.request),
+            )
+        return common
 
 
 class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLDurableMixin, CleanRoomsMLBaseOperator):
@@ -431,7 +470,7 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(CleanRoomsMLDurableMixin
     operation_name = START_TRAINED_MODEL_INFERENCE_JOB
     kind = TRAINED_MODEL_INFERENCE_JOB
     link = CleanRoomsMLTrainedModelInferenceJobLink
-    operator_extra_links = (CleanRoomsMLTrainedModelInferenceJobLink(),)
+    operator_extra_links = (CleanRoomsMLTrainedModelInferenceJobLink(), CleanRoomsMLContainerLogsLink())
     template_fields: Sequence[str] = _template_fields(START_TRAINED_MODEL_INFERENCE_JOB)
     template_fields_renderers = _renderers(START_TRAINED_MODEL_INFERENCE_JOB)
 
@@ -522,7 +561,7 @@ class CleanRoomsMLCreateTrainedModelOperator(CleanRoomsMLDurableMixin, CleanRoom
     operation_name = CREATE_TRAINED_MODEL
     kind = TRAINED_MODEL
     link = CleanRoomsMLTrainedModelLink
-    operator_extra_links = (CleanRoomsMLTrainedModelLink(),)
+    operator_extra_links = (CleanRoomsMLTrainedModelLink(), CleanRoomsMLContainerLogsLink())
     template_fields: Sequence[str] = _template_fields(CREATE_TRAINED_MODEL)
     template_fields_renderers = _renderers(CREATE_TRAINED_MODEL)
 

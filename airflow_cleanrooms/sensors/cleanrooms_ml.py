@@ -12,8 +12,10 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import conf
+from airflow_cleanrooms.container_logs import ContainerLogStreamer, persist_logs_link, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
+from airflow_cleanrooms.links.cleanrooms_ml import CleanRoomsMLContainerLogsLink
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
@@ -25,6 +27,7 @@ from airflow_cleanrooms.wait_semantics import (
     ResourceKind,
     ResourceState,
     format_duration,
+    log_final_state,
     raise_for_wait_event,
 )
 
@@ -44,6 +47,12 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         (default: ``[operators] default_deferrable``, else ``False``)
     :param poke_interval: Seconds between checks (also the trigger's delay). (default: 60)
     :param max_retries: In deferrable mode, the trigger's maximum number of checks. (default: 720)
+    :param print_log: While waiting (``poke`` mode or deferrable), copy the job's container logs
+        (CloudWatch Logs) into the task log, in order and without repeats. In ``reschedule`` mode,
+        where each poke is a new try, all of the job's lines come once, when it has ended.
+        (default: ``False``; see :mod:`airflow_cleanrooms.container_logs`)
+    :param log_stream_prefix: Follow the log streams whose names start with this (default: the
+        job's id, the last segment of its ARN). (templated)
     :param max_requests_per_second: In deferrable mode, the most requests per second that the
         triggerer's waits on one account, Region and operation make together; they slow down
         further when AWS throttles. (default: 5, AWS's published quota; ``None``: unlimited)
@@ -52,6 +61,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
     aws_hook_class = CleanRoomsMLHook
     kind: ClassVar[ResourceKind]
     ui_color = "#66c3ff"
+    operator_extra_links = (CleanRoomsMLContainerLogsLink(),)
 
     def __init__(
         self,
@@ -60,6 +70,8 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 60,
         max_retries: int = 720,
+        print_log: bool = False,
+        log_stream_prefix: str | None = None,
         max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
         **kwargs: Any,
     ) -> None:
@@ -67,8 +79,11 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         self.membership_identifier = membership_identifier
         self.deferrable = deferrable
         self.max_retries = max_retries
+        self.print_log = print_log
+        self.log_stream_prefix = log_stream_prefix
         self.max_requests_per_second = max_requests_per_second
         self._last_status: str | None = None
+        self._streamer: ContainerLogStreamer | None = None
 
     @property
     def arn(self) -> str:
@@ -81,7 +96,21 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         raise NotImplementedError
 
     def execute(self, context: Context) -> Any:
+        persist_logs_link(context, self, self.kind, self.arn, self.log_stream_prefix)
         if not self.deferrable:
+            self._streamer = stream_sync_wait(
+                enabled=self.print_log,
+                kind=self.kind,
+                arn=self.arn,
+                log=self.log,
+                aws={
+                    "aws_conn_id": self.aws_conn_id,
+                    "region_name": self.region_name,
+                    "verify": self.verify,
+                    "config": self.botocore_config,
+                },
+                stream_prefix=self.log_stream_prefix,
+            )
             return super().execute(context)
         self.defer(
             trigger=self.trigger(),
@@ -92,6 +121,13 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
     def poke(self, context: Context) -> bool:
         state = self._read_state()
         self._log_status(state)
+        ended = self.kind.is_success(state.status) or self.kind.is_failure(state.status)
+        if self._streamer is not None and (ended or not self.reschedule):
+            # In reschedule mode each poke is a new try that would start over: the lines come once,
+            # all of them, when the job has ended.
+            self._streamer.on_poll(state, ended)
+        if ended:
+            log_final_state(self.kind, self.arn, state.final_fields(self.kind), self.log)
         if self.kind.is_success(state.status):
             return True
         if self.kind.is_failure(state.status):
@@ -121,7 +157,7 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
         return self.hook.get_state(self.kind, self.membership_identifier, self.arn, **self.get_extra())
 
     def _trigger_common(self) -> dict[str, Any]:
-        return {
+        common: dict[str, Any] = {
             "waiter_delay": max(1, int(self.poke_interval)),
             "waiter_max_attempts": self.max_retries,
             "aws_conn_id": self.aws_conn_id,
@@ -130,6 +166,9 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
             "botocore_config": self.botocore_config,
             "max_requests_per_second": self.max_requests_per_second,
         }
+        if self.print_log:
+            common.update(print_log=True, log_stream_prefix=self.log_stream_prefix)
+        return common
 
 
 class CleanRoomsMLTrainedModelInferenceJobSensor(CleanRoomsMLBaseSensor):
@@ -148,7 +187,7 @@ class CleanRoomsMLTrainedModelInferenceJobSensor(CleanRoomsMLBaseSensor):
 
     kind = TRAINED_MODEL_INFERENCE_JOB
     template_fields: Sequence[str] = aws_template_fields(
-        "membership_identifier", "trained_model_inference_job_arn"
+        "membership_identifier", "trained_model_inference_job_arn", "log_stream_prefix"
     )
 
     def __init__(self, *, trained_model_inference_job_arn: str | XComArg, **kwargs: Any) -> None:
@@ -186,7 +225,7 @@ class CleanRoomsMLTrainedModelSensor(CleanRoomsMLBaseSensor):
 
     kind = TRAINED_MODEL
     template_fields: Sequence[str] = aws_template_fields(
-        "membership_identifier", "trained_model_arn", "version_identifier"
+        "membership_identifier", "trained_model_arn", "version_identifier", "log_stream_prefix"
     )
 
     def __init__(

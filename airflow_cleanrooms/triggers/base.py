@@ -193,16 +193,29 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
                 )
         return " - ".join(values)
 
-    def _error_event(self, message: str, seen: _Observation = (None, None, "")) -> TriggerEvent:
+    def _final_fields(self, response: dict[str, Any]) -> dict[str, Any] | None:
+        """What an event that ends on ``response`` adds for the final state block (``None``: nothing)."""
+        return None
+
+    def _error_event(
+        self, message: str, seen: _Observation = (None, None, ""), final: dict[str, Any] | None = None
+    ) -> TriggerEvent:
         status, details, _ = seen
         return TriggerEvent(
             wait_event(
-                self.return_key, self.return_value, message=message, status=status, status_details=details
+                self.return_key,
+                self.return_value,
+                message=message,
+                status=status,
+                status_details=details,
+                final=final,
             )
         )
 
-    def _success_event(self) -> TriggerEvent:
-        return TriggerEvent(wait_event(self.return_key, self.return_value))
+    def _success_event(
+        self, seen: _Observation = _NOTHING_SEEN, final: dict[str, Any] | None = None
+    ) -> TriggerEvent:
+        return TriggerEvent(wait_event(self.return_key, self.return_value, status=seen[0], final=final))
 
     # -- run -------------------------------------------------------------------------------------
 
@@ -351,8 +364,11 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
             self.log.info("%s: %s", self.status_message, seen[2])
         state = matched.state if matched is not None else "waiting"
         if state == "success":
-            return self._success_event(), None, seen, True
+            return self._success_event(observed, self._final_fields(response)), None, seen, True
         if state == "failure":
             reason = observed[2] or matched.explanation  # type: ignore[union-attr]
-            return self._error_event(f"{self.failure_message}: {reason}", observed), None, seen, True
+            event = self._error_event(
+                f"{self.failure_message}: {reason}", observed, self._final_fields(response)
+            )
+            return event, None, seen, True
         return None, None, seen, True

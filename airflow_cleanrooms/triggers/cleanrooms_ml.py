@@ -14,6 +14,7 @@ from airflow_cleanrooms.wait_semantics import (
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     ResourceKind,
+    publishing_fields,
 )
 
 
@@ -26,11 +27,18 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
     - With ``cancel_on_kill``, a user killing the deferred task (mark failed / clear / mark success;
       Airflow 3.3+ calls :meth:`on_kill` then) cancels the resource. Operators that started the
       resource set it; sensors, which only watch, never do.
+    - With ``print_log``, the job's container logs are streamed into the trigger's log (the task log
+      on Airflow 3) while it waits: :class:`~airflow_cleanrooms.container_logs.TriggerLogStreamer`
+      (shared client pool, poll scheduler), streams found by ``log_stream_prefix`` (default: the
+      job's id).
 
     :param waiter_delay: Seconds between checks. (default: 60)
     :param waiter_max_attempts: Checks before the wait gives up. (default: 720)
     :param cancel_on_kill: Cancel the resource if the deferred task is killed; set by the operator
         that started it. (default: ``False``)
+    :param print_log: Stream the job's container logs into the trigger's log. (default: ``False``)
+    :param log_stream_prefix: Follow the streams whose names start with this (default: the job's id).
+    :param log_mask_values: The task's secrets, masked in streamed lines.
     :param aws_conn_id: The Airflow connection for AWS. (default: ``aws_default``)
     :param region_name: AWS Region; the connection's when not given.
     :param verify: Whether to verify SSL certificates, or a CA bundle path.
@@ -51,6 +59,9 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         serialized_fields: dict[str, Any],
         waiter_args_extra: dict[str, Any] | None = None,
         cancel_on_kill: bool = False,
+        print_log: bool = False,
+        log_stream_prefix: str | None = None,
+        log_mask_values: list[str] | None = None,
         waiter_delay: int = 60,
         waiter_max_attempts: int = 720,
         aws_conn_id: str | None = "aws_default",
@@ -64,12 +75,25 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         self.membership_identifier = membership_identifier
         self.arn = arn
         self.cancel_on_kill = cancel_on_kill
+        self.print_log = print_log
+        self.log_stream_prefix = log_stream_prefix
+        self.log_mask_values = list(log_mask_values or [])
         self.waiter_args_extra = {k: v for k, v in (waiter_args_extra or {}).items() if v is not None}
+        streaming: dict[str, Any] = {}
+        if print_log:
+            # log_mask_values: the task's secrets, masked in streamed lines (trigger kwargs are
+            # stored encrypted by Airflow).
+            streaming = {
+                "print_log": True,
+                "log_stream_prefix": log_stream_prefix,
+                "log_mask_values": self.log_mask_values,
+            }
         super().__init__(
             serialized_fields={
                 **serialized_fields,
                 "cancel_on_kill": cancel_on_kill,
                 "max_requests_per_second": max_requests_per_second,
+                **streaming,
             },
             waiter_name=kind.waiter_name,
             waiter_args=kind.request(membership_identifier, arn, **self.waiter_args_extra),
@@ -88,6 +112,29 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
 
     def hook(self) -> CleanRoomsMLHook:
         return CleanRoomsMLHook(**trigger_hook_parameters(self))
+
+    async def _wait(self, client: Any, waiter: Any, client_key: Any = None) -> Any:
+        """The status wait, with the container logs streamed beside it when ``print_log`` is set."""
+        from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
+
+        wait = super()._wait(client, waiter, client_key)
+        if not self.print_log or log_group(self.kind) is None:
+            return await wait
+        streamer = TriggerLogStreamer(
+            self.kind,
+            self.arn,
+            self.log,
+            self._hook_parameters,
+            interval=max(float(self.waiter_delay), 1.0),
+            stream_prefix=self.log_stream_prefix,
+            mask_values=self.log_mask_values,
+            max_requests_per_second=self.max_requests_per_second,
+        )
+        return await streamer.stream(wait)
+
+    def _final_fields(self, response: dict[str, Any]) -> dict[str, Any] | None:
+        """The logs/metrics publishing members of the last response (for the task's final state block)."""
+        return publishing_fields(self.kind, response)
 
     async def on_kill(self) -> None:
         """Cancel the resource when the user kills the deferred task (only with ``cancel_on_kill``)."""

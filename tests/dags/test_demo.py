@@ -56,6 +56,10 @@ def test_demo_runs_the_dag_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (home / "airflow.db").exists()
     assert (home / "dags" / "example_cleanrooms_ml_train_and_infer.py").exists()
     assert "stopping the emulator" in out
+    # The last lines each job's container logged (the emulator's CloudWatch Logs).
+    assert "Last container log lines of the trained model:" in out
+    assert "Last container log lines of the inference job:" in out
+    assert "  | Scored 1000 of 1000 records; output written. Exiting with code 0" in out
 
 
 def test_run_conf_replaces_every_placeholder_the_dag_needs() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -135,6 +136,19 @@ class TestWaitFor:
         )
         with pytest.raises(CleanRoomsMLJobFailedError, match=f"{status}: C: M"):
             hook.wait_for(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, waiter_delay=0, waiter_max_attempts=5)
+
+    def test_the_final_state_block_is_logged(self, stubbed_hook, caplog) -> None:
+        hook, stubber = stubbed_hook
+        response = model_response("CREATE_FAILED", {"statusCode": "C", "message": "M"})
+        response.update(logsStatus="PUBLISH_FAILED", logsStatusDetails="no containerLogs policy")
+        stubber.add_response("get_trained_model", response, GET_MODEL)
+        hook._log = logging.getLogger("test.hook")  # a logger caplog sees (Airflow's may not propagate)
+        with caplog.at_level("INFO", logger="test.hook"), pytest.raises(CleanRoomsMLJobFailedError):
+            hook.wait_for(TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, waiter_delay=0, waiter_max_attempts=5)
+        assert f"Trained model {MODEL_ARN} ended:" in caplog.text
+        assert "logs status:      PUBLISH_FAILED" in caplog.text
+        assert "logs details:     no containerLogs policy" in caplog.text
+        assert "no container logs will be found" in caplog.text
 
     def test_a_status_no_acceptor_names_is_waited_past(self, stubbed_hook) -> None:
         hook, stubber = stubbed_hook

@@ -151,3 +151,28 @@ def test_on_kill_does_nothing_for_watchers(async_stub) -> None:
     )
     asyncio.run(trigger.on_kill())
     assert not async_stub.called
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"), [("ACTIVE", "success"), ("CREATE_FAILED", "error")], ids=["active", "failed"]
+)
+def test_final_event_carries_logs_and_metrics_status(status: str, outcome: str) -> None:
+    from airflow_cleanrooms.wait_semantics import load_waiter_config, waiter_acceptors
+
+    trigger = TRIGGERS[0]
+    acceptors = waiter_acceptors(load_waiter_config(trigger.hook(), trigger.waiter_name))
+    response = {
+        "status": status,
+        "statusDetails": {"statusCode": "AlgorithmError", "message": "boom"} if outcome == "error" else None,
+        "logsStatus": "PUBLISH_FAILED",
+        "logsStatusDetails": "The association does not allow container logs",
+        "metricsStatus": "PUBLISH_SUCCEEDED",
+    }
+    event, _, _, _ = trigger._judge(response, acceptors, (None, None, ""))
+    assert event is not None
+    assert event.payload["status"] == outcome
+    assert event.payload["job_status"] == status
+    assert event.payload["logs_status"] == "PUBLISH_FAILED"
+    assert event.payload["logs_status_details"] == "The association does not allow container logs"
+    assert event.payload["metrics_status"] == "PUBLISH_SUCCEEDED"
+    assert "metrics_status_details" not in event.payload

@@ -11,12 +11,17 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.service_model import service_model
 from airflow_cleanrooms.wait_semantics import (
+    ML_INPUT_CHANNEL,
+    PUBLISHING_MEMBERS,
     THROTTLING_ERROR_CODES,
+    TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     TRANSIENT_ERROR_CODES,
     ResourceState,
+    format_final_state,
     is_throttling,
     is_transient,
+    publishing_fields,
     raise_for_wait_event,
     wait_event,
 )
@@ -77,7 +82,85 @@ def _unread() -> ResourceState:
 
 
 def test_success_event_returns() -> None:
-    raise_for_wait_event(TRAINED_MODEL_INFERENCE_JOB, ARN, {"status": "success"}, _unread, LOG)
+    event = wait_event("k", ARN, status="ACTIVE", final={"logs_status": "PUBLISH_SUCCEEDED"})
+    raise_for_wait_event(TRAINED_MODEL_INFERENCE_JOB, ARN, event, _unread, LOG)
+
+
+def test_plain_success_event_reads_the_final_state_once() -> None:
+    reads: list[int] = []
+
+    def read_state() -> ResourceState:
+        reads.append(1)
+        return ResourceState.from_response({"status": "ACTIVE", "logsStatus": "PUBLISH_SUCCEEDED"})
+
+    raise_for_wait_event(TRAINED_MODEL_INFERENCE_JOB, ARN, {"status": "success"}, read_state, LOG)
+    assert reads == [1]
+
+
+# ---- the final state block -----------------------------------------------------------------------
+
+
+def test_publishing_members_come_from_the_installed_model() -> None:
+    for kind in (TRAINED_MODEL_INFERENCE_JOB, TRAINED_MODEL):
+        output = service_model().operation_model(kind.get_operation).output_shape
+        assert kind.publishing_members == tuple(m for m in PUBLISHING_MEMBERS if m in output.members)
+    assert TRAINED_MODEL_INFERENCE_JOB.publishing_members == PUBLISHING_MEMBERS  # the pinned botocore
+    assert ML_INPUT_CHANNEL.publishing_members == ()
+
+
+def test_publishing_fields_of_a_response() -> None:
+    response = {"status": "ACTIVE", "logsStatus": "PUBLISH_FAILED", "logsStatusDetails": "why", "x": 1}
+    assert publishing_fields(TRAINED_MODEL_INFERENCE_JOB, response) == {
+        "logs_status": "PUBLISH_FAILED",
+        "logs_status_details": "why",
+    }
+    assert publishing_fields(ML_INPUT_CHANNEL, response) == {}
+
+
+def test_final_state_block_says_why_no_logs_will_be_found() -> None:
+    state = ResourceState.from_response(
+        {
+            "status": "CREATE_FAILED",
+            "statusDetails": {"statusCode": "AlgorithmError", "message": "exit 1"},
+            "logsStatus": "PUBLISH_FAILED",
+            "logsStatusDetails": "not allowed by the privacy configuration",
+            "metricsStatus": "PUBLISH_SUCCEEDED",
+        }
+    )
+    block = format_final_state(
+        TRAINED_MODEL_INFERENCE_JOB, ARN, state.final_fields(TRAINED_MODEL_INFERENCE_JOB)
+    )
+    lines = block.splitlines()
+    assert lines[0] == f"Trained model inference job {ARN} ended:"
+    assert "status:           CREATE_FAILED" in lines[1]
+    assert "AlgorithmError: exit 1" in lines[2]
+    assert "logs status:      PUBLISH_FAILED" in block
+    assert "logs details:     not allowed by the privacy configuration" in block
+    assert "no container logs will be found" in block
+    assert "trainedModelInferenceJobs.containerLogs" in block
+    assert "metrics status:   PUBLISH_SUCCEEDED" in block
+    assert "metricsStatus" not in block  # no explanation for a success
+
+
+def test_final_state_block_of_a_trained_model_names_its_policy_and_unreported_members() -> None:
+    block = format_final_state(TRAINED_MODEL, ARN, {"job_status": "ACTIVE", "logs_status": "PUBLISH_FAILED"})
+    assert "trainedModels.containerLogs" in block
+    assert "metrics status:   not reported" in block
+
+
+def test_the_event_block_is_logged_at_the_end_of_a_deferred_wait(caplog: pytest.LogCaptureFixture) -> None:
+    event = wait_event(
+        "k",
+        ARN,
+        message="failed",
+        status="CREATE_FAILED",
+        status_details={"message": "oom"},
+        final={"logs_status": "PUBLISH_FAILED", "logs_status_details": "no policy"},
+    )
+    with caplog.at_level(logging.INFO, logger="test"), pytest.raises(CleanRoomsMLJobFailedError):
+        raise_for_wait_event(TRAINED_MODEL_INFERENCE_JOB, ARN, event, _unread, LOG)
+    assert "logs status:      PUBLISH_FAILED" in caplog.text
+    assert "no policy" in caplog.text
 
 
 def test_failure_status_in_the_event_raises_with_details() -> None:

@@ -1,0 +1,66 @@
+"""Inference jobs with container log streaming (copied into the dags folder by test_container_logs.py)."""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import DAG
+
+from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
+from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobSensor
+
+CONN_ID = os.environ.get("CORE_TEST_CONN_ID", "aws_default")
+
+for deferrable in (False, True):
+    with DAG(
+        "container_logs_inference" + ("_deferrable" if deferrable else ""),
+        schedule=None,
+        params={"membership_id": "", "trained_model_arn": "", "channel_arn": "", "db_password": ""},
+    ) as dag:
+        CleanRoomsMLStartTrainedModelInferenceJobOperator(
+            task_id="score",
+            aws_conn_id=CONN_ID,
+            membership_identifier="{{ params.membership_id }}",
+            name="scores-{{ dag_run.run_after | ts_nodash }}",
+            trained_model_arn="{{ params.trained_model_arn }}",
+            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+            output_configuration={"members": [{"accountId": "444455556666"}]},
+            data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
+            environment={"DB_PASSWORD": "{{ params.db_password }}", "MODE": "batch"},
+            waiter_delay=1,
+            waiter_max_attempts=60,
+            deferrable=deferrable,
+            print_log=True,
+            retries=0,
+        )
+    globals()[dag.dag_id] = dag
+
+for mode in ("poke", "reschedule"):
+    with DAG(
+        f"container_logs_sensor_{mode}",
+        schedule=None,
+        params={"membership_id": "", "trained_model_arn": "", "channel_arn": "", "db_password": ""},
+    ) as sensor_dag:
+        start = CleanRoomsMLStartTrainedModelInferenceJobOperator(
+            task_id="score",
+            aws_conn_id=CONN_ID,
+            membership_identifier="{{ params.membership_id }}",
+            name="scores-{{ dag_run.run_after | ts_nodash }}",
+            trained_model_arn="{{ params.trained_model_arn }}",
+            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+            output_configuration={"members": [{"accountId": "444455556666"}]},
+            data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
+            environment={"DB_PASSWORD": "{{ params.db_password }}", "MODE": "batch"},
+            wait_for_completion=False,
+        )
+        CleanRoomsMLTrainedModelInferenceJobSensor(
+            task_id="wait",
+            aws_conn_id=CONN_ID,
+            membership_identifier="{{ params.membership_id }}",
+            trained_model_inference_job_arn=start.output,
+            poke_interval=1,
+            mode=mode,
+            print_log=True,
+            retries=0,
+        )
+    globals()[sensor_dag.dag_id] = sensor_dag

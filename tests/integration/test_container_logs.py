@@ -1,0 +1,124 @@
+"""
+Container logs in real task runs (``dag.test()``) against the emulator: a failing inference job with
+``print_log`` shows the container's error line in the task log (sync and deferrable), secrets the
+masker knows stay masked in streamed lines, and an association that allows no logs makes the task
+log say ``logsStatus`` and why no logs came.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+
+pytestmark = [pytest.mark.integration]
+
+RUN_AFTER = pendulum.datetime(2026, 5, 6, 7, 8, 9, tz="UTC")
+NO_LOGS_RUN_AFTER = pendulum.datetime(2026, 5, 6, 8, 0, 0, tz="UTC")
+SECRET = "hunter2-db-secret"
+DAG_FILE = Path(__file__).parent / "core_dag_files" / "container_logs_dag_run.py"
+
+
+@pytest.fixture
+def logs_dag(airflow_dags_folder: Path, airflow_db: Path, cleanrooms_emulator: Any, monkeypatch) -> Any:
+    monkeypatch.setenv("CORE_TEST_CONN_ID", cleanrooms_emulator.conn_id)
+    shutil.copy2(DAG_FILE, airflow_dags_folder / DAG_FILE.name)
+
+    def load(deferrable: bool | str) -> Any:
+        try:
+            from airflow.dag_processing.dagbag import DagBag
+        except ImportError:  # Airflow < 3.1
+            from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+        bag = DagBag(dag_folder=str(airflow_dags_folder / DAG_FILE.name))
+        assert not bag.import_errors, bag.import_errors
+        if isinstance(deferrable, str):
+            return bag.dags[deferrable]
+        return bag.dags["container_logs_inference" + ("_deferrable" if deferrable else "")]
+
+    return load
+
+
+def _run(
+    logs_dag: Any, emulator: Any, deferrable: bool | str, run_after: Any, **seed: Any
+) -> tuple[Any, str]:
+    membership_id = str(uuid.uuid4())
+    seeded = emulator.control.seed_membership(membership_id, trained_model=True, **seed)
+    job_name = f"scores-{run_after.strftime('%Y%m%dT%H%M%S')}"
+    emulator.control.fail_job(job_name, "AlgorithmError", "division by zero in score()")
+    conf = {
+        "membership_id": membership_id,
+        "trained_model_arn": seeded["trained_model_arn"],
+        "channel_arn": seeded["ml_input_channel_arn"],
+        "db_password": SECRET,
+    }
+    dag_run = logs_dag(deferrable).test(run_after=run_after, run_conf=conf)
+    job_arn = emulator.control.requests("StartTrainedModelInferenceJob")
+    assert len(job_arn) == 1
+    return dag_run, membership_id
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_failing_job_streams_the_container_error_line_with_secrets_masked(
+    logs_dag, cleanrooms_emulator, deferrable, capfd
+) -> None:
+    dag_run, _ = _run(logs_dag, cleanrooms_emulator, deferrable, RUN_AFTER)
+
+    assert dag_run.get_task_instance("score").state == "failed"
+    output = capfd.readouterr()
+    logs = output.out + output.err
+    arn_id = cleanrooms_emulator.control.requests("GetTrainedModelInferenceJob")[0]["params"][
+        "trainedModelInferenceJobArn"
+    ].rsplit("/", 1)[-1]
+    assert f"Following log stream: {arn_id}/algo-1" in logs
+    assert "[container] ERROR AlgorithmError: division by zero in score()" in logs
+    assert "[container] Container exited with code 1" in logs
+    # The container printed its environment: the masked value shows as ***.
+    assert "[container] Environment: DB_PASSWORD=***, MODE=batch" in logs
+    assert SECRET not in logs
+    # Lines come once each, in order.
+    assert logs.count("[container] ERROR AlgorithmError") == 1
+    assert logs.index("[container] Starting inference container") < logs.index("[container] ERROR")
+    # The final state block.
+    assert "status:           CREATE_FAILED" in logs
+    assert "logs status:      PUBLISH_SUCCEEDED" in logs
+    assert cleanrooms_emulator.control.requests("GetLogEvents")
+    # The container logs link of the task points at the job's streams.
+    link = dag_run.get_task_instance("score").xcom_pull(task_ids="score", key="cleanrooms_ml_container_logs")
+    assert link["log_group"] == "/aws/cleanroomsml/TrainedModelInferenceJobs"
+    assert link["stream_prefix"] == arn_id
+    assert link["aws_domain"] == "aws.amazon.com" and link["region_name"] == "us-east-1"
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_an_association_without_logs_says_logs_status_and_why(
+    logs_dag, cleanrooms_emulator, deferrable, capfd
+) -> None:
+    dag_run, _ = _run(logs_dag, cleanrooms_emulator, deferrable, NO_LOGS_RUN_AFTER, container_logs=False)
+
+    assert dag_run.get_task_instance("score").state == "failed"
+    output = capfd.readouterr()
+    logs = output.out + output.err
+    assert "logs status:      PUBLISH_FAILED" in logs
+    assert "trainedModelInferenceJobs.containerLogs is not set" in logs  # logsStatusDetails
+    assert "no container logs will be found in CloudWatch Logs for this job" in logs
+    assert "No container log streams found in /aws/cleanroomsml/TrainedModelInferenceJobs" in logs
+    assert "[container]" not in logs
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_sensor_streams_the_container_lines_once(logs_dag, cleanrooms_emulator, mode, capfd) -> None:
+    run_after = pendulum.datetime(2026, 5, 6, 9 if mode == "poke" else 10, 0, 0, tz="UTC")
+    dag_run, _ = _run(logs_dag, cleanrooms_emulator, f"container_logs_sensor_{mode}", run_after)
+
+    assert dag_run.get_task_instance("wait").state == "failed"
+    output = capfd.readouterr()
+    logs = output.out + output.err
+    assert logs.count("[container] ERROR AlgorithmError: division by zero in score()") == 1
+    assert logs.count("[container] Starting inference container") == 1
+    assert "[container] Environment: DB_PASSWORD=***, MODE=batch" in logs
+    assert SECRET not in logs
+    assert "logs status:      PUBLISH_SUCCEEDED" in logs
