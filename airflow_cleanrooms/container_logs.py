@@ -71,10 +71,8 @@ def default_stream_prefix(arn: str) -> str:
 
 def redact(message: str) -> str:
     """``message`` through this process's secrets masker (values it knows become ``***``)."""
-    try:
-        from airflow.providers.common.compat.sdk import redact as masker_redact
-    except ImportError:  # pragma: no cover - an older common-compat: the log pipeline still masks
-        return message
+    from airflow_cleanrooms.compat import redact as masker_redact  # common-compat 1.7 too
+
     try:
         return str(masker_redact(message))
     except Exception:
@@ -415,10 +413,8 @@ class TriggerLogStreamer:
         """The task's secrets, known to this (triggerer) process's masker from now on."""
         if not self.mask_values:
             return
-        try:
-            from airflow.providers.common.compat.sdk import mask_secret
-        except ImportError:  # pragma: no cover
-            return
+        from airflow_cleanrooms.compat import mask_secret  # common-compat 1.7 too
+
         for value in self.mask_values:
             mask_secret(value)
 

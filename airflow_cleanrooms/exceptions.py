@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
-
+from airflow_cleanrooms.compat import AirflowException, AirflowFailException
 from airflow_cleanrooms.service_model import RequestValidationError, ValidationIssue
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import botocore
 import pytest
 
 from airflow_cleanrooms.service_model import (
@@ -36,6 +39,14 @@ def paths(request: dict) -> list[str]:
     return [issue.path for issue in find_input_issues(OP, request)]
 
 
+def _pinned(name: str) -> str | None:
+    """The version constraints.txt pins ``name`` to."""
+    for line in (Path(__file__).parent.parent / "constraints.txt").read_text().splitlines():
+        if line.startswith(f"{name}=="):
+            return line.split("==", 1)[1].strip()
+    return None
+
+
 def test_installed_model_has_every_member_the_provider_relies_on():
     """Guards the pinned botocore: aiobotocore's cap must not drop members we expose."""
     members = set(input_members(OP))
@@ -52,9 +63,11 @@ def test_installed_model_has_every_member_the_provider_relies_on():
         "environment",
         "kmsKeyArn",
         "tags",
-        "trainedModelVersionIdentifier",
-        "mlModelInferencePayerAccountId",
     } <= members
+    # Newer members: required of the botocore constraints.txt pins; an older botocore (Airflow 3.0's
+    # constraints: 1.37.3) lacks them and the provider offers only what the installed model has.
+    if botocore.__version__ == _pinned("botocore"):
+        assert {"trainedModelVersionIdentifier", "mlModelInferencePayerAccountId"} <= members
     assert service_model().service_name == "cleanroomsml"
 
 
@@ -123,6 +136,8 @@ def test_sensitive_values_are_not_echoed():
     from airflow_cleanrooms.service_model import _Validator
 
     shape = service_model().shape_for("ParameterMap")
+    if not shape.metadata.get("sensitive"):
+        pytest.skip("ParameterMap is not marked sensitive in this botocore's model (it is from 1.38)")
     found = list(_Validator().value({"secret_key": 99999}, shape, "parameters"))
     assert found and all("99999" not in str(i) for i in found)
 

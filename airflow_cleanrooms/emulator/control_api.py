@@ -245,5 +245,6 @@ class ControlAPI:
             )
             self.backend.force_status(created["trainedModelArn"], "ACTIVE")
             result["trained_model_arn"] = created["trainedModelArn"]
-            result["trained_model_version_identifier"] = created["versionIdentifier"]
+            if "versionIdentifier" in created:  # not in botocore 1.37's model (Airflow 3.0's pins)
+                result["trained_model_version_identifier"] = created["versionIdentifier"]
         return result

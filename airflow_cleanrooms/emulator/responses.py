@@ -119,6 +119,32 @@ def _handler_name(operation: str) -> str:
     return camel_to_snake(operation)
 
 
+def _fit(value: Any, shape: Shape) -> Any:
+    """``value`` without the structure members ``shape`` does not have, at any depth."""
+    if shape.type_name == "structure" and isinstance(value, dict):
+        members = shape.members  # type: ignore[attr-defined]
+        return {k: _fit(v, members[k]) for k, v in value.items() if k in members}
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_fit(item, shape.member) for item in value]  # type: ignore[attr-defined]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: _fit(v, shape.value) for k, v in value.items()}  # type: ignore[attr-defined]
+    return value
+
+
+def _serializer() -> RestJSONSerializer:
+    """
+    botocore's REST-JSON serializer, with millisecond timestamps where botocore offers the option.
+
+    botocore 1.37 (Airflow 3.0's constraints) has no ``timestamp_precision`` and writes whole
+    seconds, as AWS answered clients of that release. (Kept here, not in ``airflow_cleanrooms.compat``:
+    the emulator does not import Airflow.)
+    """
+    try:
+        return RestJSONSerializer(timestamp_precision="millisecond")  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        return RestJSONSerializer()
+
+
 class CleanRoomsMLResponses:
     """Turns HTTP requests into backend calls and backend results into HTTP replies."""
 
@@ -139,7 +165,7 @@ class CleanRoomsMLResponses:
         self.sts: Any = None  # set by the server: handles STS (query protocol) calls on "/"
         self.logs: Any = None  # set by the server: CloudWatch Logs (X-Amz-Target Logs_20140328.*)
         self.router = router()
-        self._serializer = RestJSONSerializer(timestamp_precision="millisecond")
+        self._serializer = _serializer()
         self._parser = RestJSONParser()
         self.control: Any = None  # set by the server: handles /_emulator/ paths
         # Rendered read responses by View key (a poll of an unchanged job costs no serialization).
@@ -267,11 +293,18 @@ class CleanRoomsMLResponses:
         if isinstance(result, View):
             body = self._render_view(result, output)
         elif output is not None:
-            body = self._serializer._serialize_body_params(result, output)
+            body = self._serialize(result, output)
         else:
             body = b"{}"
         headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
         return HttpReply(int(model.http.get("responseCode", 200)), body, headers)
+
+    def _serialize(self, result: Any, output: Shape) -> bytes:
+        """The result as the installed model's output shape (members an older model lacks are left out)."""
+        try:
+            return self._serializer._serialize_body_params(result, output)  # type: ignore[no-any-return]
+        except KeyError:  # a member newer than this botocore's model (1.37 has no versionIdentifier)
+            return self._serializer._serialize_body_params(_fit(result, output), output)  # type: ignore[no-any-return]
 
     def _render_view(self, view: View, output: Shape) -> bytes:
         with self._rendered_lock:
@@ -279,7 +312,7 @@ class CleanRoomsMLResponses:
             if body is not None:
                 self._rendered.move_to_end(view.key)
                 return body
-        body = self._serializer._serialize_body_params(view.build(), output)
+        body = self._serialize(view.build(), output)
         with self._rendered_lock:
             self._rendered[view.key] = body
             while len(self._rendered) > RENDERED_CACHE_SIZE:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore import xform_name
@@ -35,6 +35,9 @@ from airflow_cleanrooms.wait_semantics import (
     match_acceptors,
     waiter_acceptors,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_cleanroomsml import CleanRoomsMLClient  # the "typing" extra
 
 #: Retries of the hook's clients when the connection's botocore config sets none: botocore's adaptive
 #: mode retries throttling (and 5xx, dropped connections) with backoff and, once throttled, paces
@@ -102,6 +105,13 @@ class CleanRoomsMLHook(AwsBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = SERVICE_NAME
         super().__init__(*args, **kwargs)
+
+    if TYPE_CHECKING:
+
+        @property
+        def conn(self) -> CleanRoomsMLClient:  # type: ignore[override]
+            """The ``cleanroomsml`` client, typed with ``mypy-boto3-cleanroomsml`` (the ``typing`` extra)."""
+            ...
 
     @functools.cached_property
     def waiter_path(self) -> Path | None:  # type: ignore[override]

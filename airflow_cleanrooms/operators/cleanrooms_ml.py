@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, conf
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
+from airflow_cleanrooms.compat import AirflowException, conf, reject_arguments_the_model_lacks
 from airflow_cleanrooms.container_logs import persist_logs_link, sensitive_values, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
@@ -151,6 +151,7 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         **kwargs: Any,
     ) -> None:
         members = argument_members(self.operation_name)
+        reject_arguments_the_model_lacks(self.operation_name, api_arguments, members)
         # Members a newer botocore model adds arrive here by name; accept them like the others.
         newer = {
             name: kwargs.pop(name) for name in list(kwargs) if name in members and name not in api_arguments

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from botocore.exceptions import ClientError
 
+from airflow_cleanrooms.compat import AIRFLOW_V_3_3_PLUS, ResumableJobMixin, say_fallbacks
 from airflow_cleanrooms.hooks.cleanrooms_ml import FoundJob, JobRef
 from airflow_cleanrooms.service_model import (
     RESERVED_TAG_KEY_PREFIX,
@@ -40,19 +41,6 @@ from airflow_cleanrooms.service_model import (
     shape_limits,
 )
 from airflow_cleanrooms.wait_semantics import error_code
-
-try:  # Airflow 3.3+: the Task SDK's mixin; below 3.3 the compat stand-in (submits on every try).
-    from airflow.providers.common.compat.sdk import ResumableJobMixin
-except ImportError:  # pragma: no cover - a common-compat provider older than the resumable-job shim
-    from airflow.sdk import ResumableJobMixin  # type: ignore[no-redef]
-
-try:
-    from airflow.providers.amazon.version_compat import AIRFLOW_V_3_3_PLUS
-except ImportError:  # pragma: no cover - amazon provider older than 9.3x
-    from airflow import __version__ as _airflow_version
-    from packaging.version import Version
-
-    AIRFLOW_V_3_3_PLUS = Version(Version(_airflow_version).base_version) >= Version("3.3.0")
 
 try:
     from airflow.sdk.bases.operator import BaseOperatorMeta
@@ -163,6 +151,7 @@ class CleanRoomsMLDurableMixin(ResumableJobMixin):
     def execute(self, context: Context) -> Any:
         """Validate, then start or reconnect; wait (sync or deferred) as the operator is configured."""
         self.build_request()
+        say_fallbacks(self.log, durable=self.durable)
         store = context.get("task_state_store") if self.durable and AIRFLOW_V_3_3_PLUS else None
         if store is not None and not self.deferrable:
             return self.execute_resumable(context)

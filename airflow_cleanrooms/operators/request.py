@@ -121,10 +121,8 @@ def redacted_for_log(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _mask(value: Any, name: str) -> None:
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret
-    except ImportError:  # pragma: no cover - always present with the pinned amazon provider
-        return
+    from airflow_cleanrooms.compat import mask_secret
+
     mask_secret(value, name)
 
 

@@ -39,6 +39,7 @@ from botocore.exceptions import ClientError
 from airflow_cleanrooms.aio.client_pool import ClientKey, SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND, limiter_key
+from airflow_cleanrooms.compat import trigger_hook_parameters
 from airflow_cleanrooms.wait_semantics import (
     TRANSIENT_EXCEPTIONS,
     Acceptor,
@@ -150,7 +151,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         hook_class = getattr(self, "aws_hook_class", None)
         if hook_class is None:
             raise AttributeError(f"Class attribute '{type(self).__name__}.aws_hook_class' should be set.")
-        return hook_class(**self._hook_parameters)
+        return hook_class(**trigger_hook_parameters(self))
 
     # -- polling schedule ------------------------------------------------------------------------
 

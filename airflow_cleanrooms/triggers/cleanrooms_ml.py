@@ -12,6 +12,7 @@ from botocore import xform_name
 from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND, limiter_key
+from airflow_cleanrooms.compat import trigger_hook_parameters
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import _RNG, CleanRoomsMLBaseWaiterTrigger
 from airflow_cleanrooms.wait_semantics import (
@@ -121,7 +122,7 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         )
 
     def hook(self) -> CleanRoomsMLHook:
-        return CleanRoomsMLHook(**self._hook_parameters)
+        return CleanRoomsMLHook(**trigger_hook_parameters(self))
 
     async def _wait(self, client: Any, waiter: Any, client_key: Any = None) -> Any:
         """The status wait, with the container logs streamed beside it when ``print_log`` is set."""

@@ -11,8 +11,8 @@ import copy
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import ParamValidationError
 
+from airflow_cleanrooms.compat import ParamValidationError
 from airflow_cleanrooms.param_schemas import member_schema, shape_schema
 from airflow_cleanrooms.service_model import enum_values, input_members, shape_limits
 from tests.dags.dags_support import INFERENCE, TRAIN_AND_INFER
@@ -34,7 +34,12 @@ def validate_like_the_api(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
 
     serialized = Serializer.deserialize_dag(Serializer.serialize_dag(dag))
     if hasattr(serialized.params, "deep_merge"):
-        return serialized.params.deep_merge(conf).validate()
+        try:
+            return serialized.params.deep_merge(conf).validate()
+        except ParamValidationError:
+            raise
+        except ValueError as error:  # Airflow 3.2: "Invalid input for param <name>: <reason>"
+            raise ParamValidationError(str(error)) from error
     return validate_like_the_dag(serialized, conf)  # how Airflow < 3.2 validates a run's conf
 
 

@@ -152,7 +152,7 @@ class TestTriggers:
         trigger = CleanRoomsMLTrainedModelCompleteTrigger(
             membership_identifier=seeded["membership_id"],
             trained_model_arn=seeded["trained_model_arn"],
-            version_identifier=seeded["trained_model_version_identifier"],
+            version_identifier=seeded.get("trained_model_version_identifier"),  # absent on botocore 1.37
             waiter_delay=0,
             waiter_max_attempts=5,
             aws_conn_id=cleanrooms_emulator.conn_id,
@@ -206,4 +206,5 @@ class TestCancelOnKill:
         op.on_kill()
         (cancel,) = cleanrooms_emulator.control.requests("CancelTrainedModel")
         assert cancel["params"]["trainedModelArn"] == arn
-        assert cancel["params"]["versionIdentifier"] == ti.xcoms["trained_model_version_identifier"]
+        # The version the model got (none where botocore's model has no versions: 1.37, Airflow 3.0's pins).
+        assert cancel["params"].get("versionIdentifier") == ti.xcoms.get("trained_model_version_identifier")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
 
+from airflow_cleanrooms.compat import TaskDeferred
 from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
 from airflow_cleanrooms.operators.cleanrooms_ml import (
     CleanRoomsMLCreateTrainedModelOperator,
@@ -275,10 +275,12 @@ def test_trained_model_crash_window_reuses_the_model_and_its_version(
     created = cleanrooms_emulator.client().create_trained_model(**request)
 
     ti.try_number = 2
+    # A poll a second outlasts the 0.5 s training whatever the machine's speed (waiter_delay=0 spent
+    # its attempts in a burst that could end before the emulator's clock moved the model on).
     op = TrainedModelOperator(
         task_id="create_trained_model",
         aws_conn_id=cleanrooms_emulator.conn_id,
-        waiter_delay=0,
+        waiter_delay=1,
         **model_arguments(seeded, "durable-model"),
     )
     assert op.execute(make_context(ti, FakeTaskStateStore())) == created["trainedModelArn"]

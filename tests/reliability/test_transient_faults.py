@@ -18,6 +18,8 @@ test states a burst size and the layer that must absorb it:
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -146,16 +148,42 @@ def test_responses_slower_than_the_read_timeout_fail_after_the_retries(
 def test_a_wait_outlasts_a_burst_longer_than_one_calls_retries(
     cleanrooms_emulator: Any, seeded: dict
 ) -> None:
-    """12 throttled polls in a row: more than botocore's 5 attempts, within the wait's error budget."""
+    """
+    12 throttled polls in a row: more than botocore's 5 attempts, within the wait's error budget.
+
+    The job cannot finish on its own (an hour per phase), so the wait cannot run out of attempts
+    while the job is still moving: the test waits until the emulator has served the whole burst,
+    then moves the emulator's clock past the job's end, and the wait must see ``ACTIVE``.
+    """
+    control = cleanrooms_emulator.control
+    control.set_timings(pending_seconds=3600, running_seconds=3600)
     hook = _hook(cleanrooms_emulator)
     arn = _start(hook, seeded, "wait-through-burst")
-    cleanrooms_emulator.control.set_faults(operations=[GET], throttle_next=12)
-    state = hook.wait_for(
-        TRAINED_MODEL_INFERENCE_JOB, MEMBERSHIP, arn, waiter_delay=0, waiter_max_attempts=100
-    )
-    assert state.status == "ACTIVE"
-    gets = _attempts(cleanrooms_emulator, GET)
-    assert sum(1 for g in gets if g["fault"] == "throttle") == 12
+    control.set_faults(operations=[GET], throttle_next=12)
+    outcome: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            outcome["state"] = hook.wait_for(
+                TRAINED_MODEL_INFERENCE_JOB, MEMBERSHIP, arn, waiter_delay=1, waiter_max_attempts=600
+            )
+        except BaseException as error:  # handed to the test thread
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    while waiter.is_alive() and _throttled(cleanrooms_emulator) < 12:
+        time.sleep(0.05)  # waits on the emulator's state (the burst served), not on a count of polls
+    control.advance_clock(3 * 3600)
+    waiter.join(timeout=120)
+    assert not waiter.is_alive(), "the wait did not see the job end after the clock moved past it"
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["state"].status == "ACTIVE"
+    assert _throttled(cleanrooms_emulator) == 12
+
+
+def _throttled(emulator: Any) -> int:
+    return sum(1 for g in _attempts(emulator, GET) if g["fault"] == "throttle")
 
 
 @pytest.mark.emulator_limits(

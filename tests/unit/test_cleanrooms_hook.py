@@ -27,6 +27,7 @@ from tests.unit.unit_support import (
     VERSION,
     job_response,
     model_response,
+    needs_model_versions,
 )
 
 
@@ -96,6 +97,7 @@ class TestHook:
         assert state.status_details == details
         assert state.age_seconds() is not None
 
+    @needs_model_versions
     def test_get_trained_model_with_version(self, stubbed_hook) -> None:
         hook, stubber = stubbed_hook
         stubber.add_response(

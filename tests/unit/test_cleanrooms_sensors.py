@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 
+from airflow_cleanrooms.compat import AirflowException, TaskDeferred
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
 from airflow_cleanrooms.sensors.cleanrooms_ml import (
     CleanRoomsMLTrainedModelInferenceJobSensor,
@@ -26,6 +26,8 @@ from tests.unit.unit_support import (
     VERSION,
     job_response,
     model_response,
+    needs_model_versions,
+    with_version,
 )
 
 DETAILS = {"statusCode": "InternalError", "message": "the container crashed"}
@@ -147,6 +149,7 @@ class TestTrainedModelSensor:
         with pytest.raises(CleanRoomsMLJobFailedError, match=status):
             sensor.poke(context)
 
+    @needs_model_versions
     def test_version_is_passed_through(self, stub_for, context) -> None:
         sensor = model_sensor(version_identifier=VERSION)
         stub_for(sensor).add_response(
@@ -161,4 +164,4 @@ class TestTrainedModelSensor:
             sensor.execute(context)
         trigger = deferred.value.trigger
         assert isinstance(trigger, CleanRoomsMLTrainedModelCompleteTrigger)
-        assert trigger.waiter_args == {**GET_MODEL, "versionIdentifier": VERSION}
+        assert trigger.waiter_args == with_version(GET_MODEL)

@@ -17,7 +17,7 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
 )
-from tests.unit.unit_support import GET_JOB, JOB_ARN, MEMBERSHIP, MODEL_ARN, VERSION
+from tests.unit.unit_support import GET_JOB, JOB_ARN, MEMBERSHIP, MODEL_ARN, VERSION, needs_model_versions
 
 AWS = {
     "aws_conn_id": "my_aws",
@@ -126,6 +126,7 @@ def test_on_kill_cancels_when_asked(async_stub) -> None:
     assert async_stub.called
 
 
+@needs_model_versions
 def test_on_kill_passes_the_model_version(async_stub) -> None:
     async_stub.expected.append(
         (

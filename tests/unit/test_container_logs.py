@@ -196,8 +196,7 @@ def test_a_logs_error_stops_streaming_without_failing() -> None:
 
 
 def test_streamed_lines_go_through_the_secrets_masker(caplog: pytest.LogCaptureFixture) -> None:
-    from airflow.providers.common.compat.sdk import mask_secret
-
+    from airflow_cleanrooms.compat import mask_secret
     from airflow_cleanrooms.container_logs import _Reporter
 
     mask_secret("unit-s3cr3t-value")

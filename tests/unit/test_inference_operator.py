@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
 
+from airflow_cleanrooms.compat import TaskDeferred, model_has_member
 from airflow_cleanrooms.exceptions import (
     CleanRoomsMLJobFailedError,
     CleanRoomsMLRequestError,
@@ -55,8 +55,6 @@ class TestArguments:
     def test_every_model_member_is_an_argument_and_a_template_field(self) -> None:
         op = make()
         members = [camel_to_snake(m) for m in input_members(OP)]
-        assert "trained_model_version_identifier" in members
-        assert "ml_model_inference_payer_account_id" in members
         for name in members:
             assert hasattr(op, name), name
             assert name in op.template_fields, name
@@ -377,7 +375,7 @@ class TestValidationBeforeAnyCall:
         assert masked == [("DB_PASSWORD", "s3cr3t-value")]
 
     def test_the_secrets_masker_learns_sensitive_values(self, stub_for, context, capsys) -> None:
-        from airflow.providers.common.compat.sdk import redact
+        from airflow_cleanrooms.compat import redact
 
         op = make(
             environment={"API_TOKEN": "tok-98765-abcdef", "MODEL_THRESHOLD": "0.7"}, wait_for_completion=False
@@ -516,6 +514,10 @@ def test_trained_model_arn_from_upstream_xcom_is_used_as_is(stub_for, context) -
     assert op.execute(context) == JOB_ARN
 
 
+@pytest.mark.skipif(
+    not model_has_member("StartTrainedModelInferenceJobRequest", "mlModelInferencePayerAccountId"),
+    reason="the installed botocore model has no mlModelInferencePayerAccountId (botocore 1.38+)",
+)
 def test_a_member_without_an_explicit_parameter_is_still_accepted(stub_for, context) -> None:
     """What a newer botocore member looks like: not in the signature, accepted by its snake_case name."""
     from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLBaseOperator

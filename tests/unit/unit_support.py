@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import pytest
+
+from airflow_cleanrooms.compat import model_has_member
+
 MEMBERSHIP = "11111111-2222-3333-4444-555555555555"
 ACCOUNT = "123456789012"
 _PREFIX = f"arn:aws:cleanrooms-ml:us-east-1:{ACCOUNT}:membership/{MEMBERSHIP}"
@@ -13,7 +17,20 @@ MODEL_ARN = f"{_PREFIX}/trained-model/model-1"
 CHANNEL_ARN = f"{_PREFIX}/ml-input-channel/channel-1"
 ASSOCIATION_ARN = f"{_PREFIX}/configured-model-algorithm-association/assoc-1"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/cleanrooms-ml"
-VERSION = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+#: Trained model versions (``versionIdentifier``) are in botocore's model from 1.38; Airflow 3.0's
+#: constraints pin 1.37.3, where a trained model has no version and none is sent or expected.
+MODEL_VERSIONS = model_has_member("GetTrainedModelRequest", "versionIdentifier")
+VERSION: str | None = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" if MODEL_VERSIONS else None
+needs_model_versions = pytest.mark.skipif(
+    not MODEL_VERSIONS, reason="the installed botocore model has no trained model versions"
+)
+
+
+def with_version(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` plus ``versionIdentifier`` where the installed model has trained model versions."""
+    return {**params, "versionIdentifier": VERSION} if VERSION else dict(params)
+
+
 CREATED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 INFERENCE_ARGS: dict[str, Any] = {
@@ -66,7 +83,6 @@ def model_response(status: str, details: dict[str, str] | None = None) -> dict[s
         "membershipIdentifier": MEMBERSHIP,
         "collaborationIdentifier": "99999999-2222-3333-4444-555555555555",
         "trainedModelArn": MODEL_ARN,
-        "versionIdentifier": VERSION,
         "name": "churn-model",
         "status": status,
         "configuredModelAlgorithmAssociationArn": ASSOCIATION_ARN,
@@ -76,7 +92,7 @@ def model_response(status: str, details: dict[str, str] | None = None) -> dict[s
     }
     if details:
         response["statusDetails"] = details
-    return response
+    return with_version(response)
 
 
 def channel_response(status: str) -> dict[str, Any]:
