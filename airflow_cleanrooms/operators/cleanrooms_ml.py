@@ -30,7 +30,7 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.compat import AirflowException, conf, reject_arguments_the_model_lacks
+from airflow_cleanrooms.compat import AirflowException, conf, mask_secret, reject_arguments_the_model_lacks
 from airflow_cleanrooms.container_logs import persist_logs_link, sensitive_values, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
@@ -190,6 +190,16 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
                     f"{type(self).__name__} got an unexpected argument {name!r}; did you mean {guess!r}? "
                     f"API arguments: {', '.join(argument_names(self.operation_name))}"
                 )
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """
+        Render, then register the values under sensitive keys (``environment={"DB_PASSWORD": ...}``)
+        with the secrets masker at once: Airflow stores and logs the rendered fields right after
+        rendering, before :meth:`execute` (Airflow 3.0 does not mask map values by key there).
+        """
+        super().render_template_fields(context, jinja_env)
+        for value in sensitive_values(self.api_arguments):
+            mask_secret(value)
 
     # ---- the one start path: build -> start -> wait -----------------------------------------
 

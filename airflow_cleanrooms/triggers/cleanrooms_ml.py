@@ -128,20 +128,19 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
         """The status wait, with the container logs streamed beside it when ``print_log`` is set."""
         from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
 
-        wait = super()._wait(client, waiter, client_key)
         if not self.print_log or log_group(self.kind) is None:
-            return await wait
+            return await super()._wait(client, waiter, client_key)
         streamer = TriggerLogStreamer(
             self.kind,
             self.arn,
             self.log,
-            self._hook_parameters,
+            trigger_hook_parameters(self),
             interval=max(float(self.waiter_delay), 1.0),
             stream_prefix=self.log_stream_prefix,
             mask_values=self.log_mask_values,
             max_requests_per_second=self.max_requests_per_second,
         )
-        return await streamer.stream(wait)
+        return await streamer.stream(super()._wait(client, waiter, client_key))
 
     def _final_fields(self, response: dict[str, Any]) -> dict[str, Any] | None:
         """The logs/metrics publishing members of the last response (for the task's final state block)."""
