@@ -96,9 +96,12 @@ def test_dockerfile_base_is_the_tested_airflow_and_python() -> None:
     requires = re.search(r'requires-python = ">=(\d+)\.(\d+)"', (REPO_ROOT / "pyproject.toml").read_text())
     assert requires is not None
     assert tuple(map(int, args["PYTHON_VERSION"].split("."))) >= tuple(map(int, requires.groups()))
-    # The provider is installed from the build context with the project's constraints.
+    # The provider (with the emulator's extra: the example DAGs stream container logs from it) is
+    # installed from the build context with the project's constraints.
     assert re.search(
-        r"pip install .*\"apache-airflow==\$\{AIRFLOW_VERSION\}\" \. --constraint constraints.txt", text
+        r"pip install .*\"apache-airflow==\$\{AIRFLOW_VERSION\}\" \"\.\[emulator\]\""
+        r" --constraint constraints.txt",
+        text,
     )
 
 
