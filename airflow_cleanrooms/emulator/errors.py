@@ -82,9 +82,9 @@ class ServiceQuotaExceededException(EmulatorError):
     def __init__(self, message: str, quota_name: str, quota_value: float):
         shape = service_model().shape_for("ServiceQuotaExceededException")
         members = {"quotaName": quota_name, "quotaValue": float(quota_value)}
-        unknown = set(members) - set(shape.members)
-        if unknown:  # the model is the source of truth for the error's members
-            raise RuntimeError(f"ServiceQuotaExceededException has no member(s) {sorted(unknown)}")
+        # The model is the source of truth for the error's members: an older botocore's shape has only
+        # ``message`` (which names the quota too).
+        members = {name: value for name, value in members.items() if name in shape.members}
         super().__init__("ServiceQuotaExceededException", message, members=members)
         self.quota_name = quota_name
         self.quota_value = float(quota_value)

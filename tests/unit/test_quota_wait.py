@@ -15,14 +15,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
 
+from airflow_cleanrooms.compat import TaskDeferred
 from airflow_cleanrooms.exceptions import CleanRoomsMLQuotaUnreachableError, CleanRoomsMLQuotaWaitTimeoutError
 from airflow_cleanrooms.operators.cleanrooms_ml import (
     CleanRoomsMLCreateTrainedModelOperator,
     CleanRoomsMLStartTrainedModelInferenceJobOperator,
 )
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+from airflow_cleanrooms.service_model import service_model
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLJobQuotaSlotTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
@@ -40,6 +41,15 @@ from tests.unit.unit_support import (
     VERSION,
     FakeTaskInstance,
 )
+
+# botocore 1.37 (Airflow 3.0's pins) models ServiceQuotaExceededException with ``message`` only: the
+# quota's name and value these tests read and assert on are not in the answer there.
+pytestmark = pytest.mark.skipif(
+    not {"quotaName", "quotaValue"}
+    <= set(service_model().shape_for("ServiceQuotaExceededException").members),
+    reason="the installed botocore's ServiceQuotaExceededException has no quotaName/quotaValue members",
+)
+
 
 LIST = "list_trained_model_inference_jobs"
 START = "start_trained_model_inference_job"
@@ -107,11 +117,22 @@ def refuse(stubber: Any, operation: str, params: dict[str, Any], value: float = 
         402,
         expected_params=params,
         modeled_fields={
-            "message": "You have exceeded your service quota",
-            "quotaName": name or MEMBERSHIP_QUOTA,
-            "quotaValue": value,
+            member: given
+            for member, given in {
+                "message": "You have exceeded your service quota",
+                "quotaName": name or MEMBERSHIP_QUOTA,
+                "quotaValue": value,
+            }.items()
+            if member in QUOTA_ERROR_MEMBERS  # botocore 1.37's shape has only ``message``
         },
     )
+
+
+QUOTA_ERROR_MEMBERS = set(service_model().shape_for("ServiceQuotaExceededException").members)
+needs_quota_value = pytest.mark.skipif(
+    "quotaValue" not in QUOTA_ERROR_MEMBERS,
+    reason="the installed botocore's ServiceQuotaExceededException has no quotaValue member",
+)
 
 
 def tagged(ti: FakeTaskInstance, request: dict[str, Any] = INFERENCE_REQUEST) -> dict[str, Any]:
@@ -163,6 +184,7 @@ def test_sync_wait_gives_up_after_the_bound_naming_the_quota(
     assert clock == [30, 30, 10]
 
 
+@needs_quota_value
 @pytest.mark.parametrize("value", [0.0, 0.5])
 def test_a_quota_below_one_fails_at_once(stub_for, context, ti, clock, value) -> None:
     op = make()
