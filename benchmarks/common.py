@@ -90,22 +90,27 @@ def boto3_client(url: str, key: str = "testing", secret: str = "testing") -> Any
     )
 
 
+def _start_job(client: Any, membership: str, name: str, seed: dict[str, str]) -> dict[str, Any]:
+    """Start one inference job; its ARN and the wall time it was created (mid-call)."""
+    before = time.time()
+    response = client.start_trained_model_inference_job(
+        membershipIdentifier=membership,
+        name=name,
+        trainedModelArn=seed["trained_model_arn"],
+        resourceConfig={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+        outputConfiguration={"members": [{"accountId": "111122223333"}], "accept": "text/csv"},
+        dataSource={"mlInputChannelArn": seed["ml_input_channel_arn"]},
+    )
+    after = time.time()
+    return {"arn": response["trainedModelInferenceJobArn"], "created": (before + after) / 2}
+
+
 def create_jobs(url: str, n: int, seed: dict[str, str], prefix: str) -> list[dict[str, Any]]:
     """Start ``n`` inference jobs (8 at a time); returns their ARNs with the wall time each was created."""
     client = boto3_client(url)
 
     def start(i: int) -> dict[str, Any]:
-        before = time.time()
-        response = client.start_trained_model_inference_job(
-            membershipIdentifier=MEMBERSHIP,
-            name=f"{prefix}-{i:05d}",
-            trainedModelArn=seed["trained_model_arn"],
-            resourceConfig={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
-            outputConfiguration={"members": [{"accountId": "111122223333"}], "accept": "text/csv"},
-            dataSource={"mlInputChannelArn": seed["ml_input_channel_arn"]},
-        )
-        after = time.time()
-        return {"arn": response["trainedModelInferenceJobArn"], "created": (before + after) / 2}
+        return _start_job(client, MEMBERSHIP, f"{prefix}-{i:05d}", seed)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(start, range(n)))
@@ -126,20 +131,8 @@ def create_team_jobs(url: str, n: int, seeds: dict[str, dict[str, str]], prefix:
 
     def start(i: int) -> dict[str, Any]:
         conn_id, key, _, membership = layout[i % len(layout)]
-        seed = seeds[membership]
-        before = time.time()
-        response = clients[conn_id].start_trained_model_inference_job(
-            membershipIdentifier=membership,
-            name=f"{prefix}-{i:05d}",
-            trainedModelArn=seed["trained_model_arn"],
-            resourceConfig={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
-            outputConfiguration={"members": [{"accountId": "111122223333"}], "accept": "text/csv"},
-            dataSource={"mlInputChannelArn": seed["ml_input_channel_arn"]},
-        )
-        after = time.time()
         return {
-            "arn": response["trainedModelInferenceJobArn"],
-            "created": (before + after) / 2,
+            **_start_job(clients[conn_id], membership, f"{prefix}-{i:05d}", seeds[membership]),
             "conn_id": conn_id,
             "membership": membership,
             "account": key,

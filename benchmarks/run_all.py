@@ -244,6 +244,40 @@ def _ratio(a: Any, b: Any) -> str:
     return f"{a / b:.3f}"
 
 
+MetricRow = tuple[str, str | None, float, int]  # label, result key (None: errors / missing), scale, digits
+
+
+def _print_metrics(
+    results: dict[str, dict[str, Any]],
+    rows: list[MetricRow],
+    width: int,
+    ratio: tuple[str, str] | None = None,
+) -> None:
+    """One column per variant, one line per metric; with ``ratio`` (a, b) both present, a last column a/b."""
+    variants = list(results)
+    if ratio is not None and not all(v in results for v in ratio):
+        ratio = None
+    header = f"{'metric':<{width}}" + "".join(f"{v:>14}" for v in variants)
+    if ratio is not None:
+        header += f"{f'{ratio[0]}/{ratio[1]}':>14}"
+    print(header)
+    print("-" * len(header))
+    for label, key, scale, digits in rows:
+        line = f"{label:<{width}}"
+        for v in variants:
+            r = results[v]
+            if key is None:
+                cell = f"{r['errors']} / {r['missing']}"
+            elif key == "completed":
+                cell = f"{r['completed']}/{r['n']}"
+            else:
+                cell = _fmt(r.get(key), scale, digits)
+            line += f"{cell:>14}"
+        if ratio is not None and key not in (None, "completed"):
+            line += f"{_ratio(results[ratio[0]].get(key), results[ratio[1]].get(key)):>14}"
+        print(line)
+
+
 def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
     print(
@@ -282,25 +316,7 @@ def print_report(report: dict[str, Any]) -> None:
             ("CPU per API call (ms)", "cpu_ms_per_call", 1, 2),
         ]
         variants = list(waits)
-        header = f"{'metric':<36}" + "".join(f"{v:>14}" for v in variants)
-        if "ours" in waits and "anchor" in waits:
-            header += f"{'ours/anchor':>14}"
-        print(header)
-        print("-" * len(header))
-        for label, key, scale, digits in rows:
-            line = f"{label:<36}"
-            for v in variants:
-                r = waits[v]
-                if key is None:
-                    cell = f"{r['errors']} / {r['missing']}"
-                elif key == "completed":
-                    cell = f"{r['completed']}/{r['n']}"
-                else:
-                    cell = _fmt(r.get(key), scale, digits)
-                line += f"{cell:>14}"
-            if "ours" in waits and "anchor" in waits and key not in (None, "completed"):
-                line += f"{_ratio(waits['ours'].get(key), waits['anchor'].get(key)):>14}"
-            print(line)
+        _print_metrics(waits, rows, 36, ratio=("ours", "anchor"))
         clients = "  ".join(
             f"{v}: {waits[v]['clients_per_connection'] or 'one per trigger'}" for v in variants
         )
@@ -348,21 +364,7 @@ def print_report(report: dict[str, Any]) -> None:
             ("waiter process CPU (s)", "cpu_s", 1, 2),
         ]
         variants = list(limited)
-        header = f"{'metric':<42}" + "".join(f"{v:>14}" for v in variants)
-        print(header)
-        print("-" * len(header))
-        for label, key, scale, digits in rows:
-            line = f"{label:<42}"
-            for v in variants:
-                r = limited[v]
-                if key is None:
-                    cell = f"{r['errors']} / {r['missing']}"
-                elif key == "completed":
-                    cell = f"{r['completed']}/{r['n']}"
-                else:
-                    cell = _fmt(r.get(key), scale, digits)
-                line += f"{cell:>14}"
-            print(line)
+        _print_metrics(limited, rows, 42)
         for v in variants:
             for sample in limited[v].get("error_samples", []):
                 print(f"  {v} error: {sample}")

@@ -87,11 +87,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
     # A job is ACTIVE about 13 s after it starts: long enough that a deferred sensor's trigger
     # rarely fires within seconds of the deferral (see POLL_SECONDS), short for a CI run.
     args = ["--pending-seconds", "1", "--running-seconds", "12", "--log-level", "WARNING"]
-    process = EmulatorProcess(state=state, args=args).start()
-    try:
+    with EmulatorProcess(state=state, args=args) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="package")

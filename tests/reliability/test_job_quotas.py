@@ -33,6 +33,7 @@ import pytest
 
 from airflow_cleanrooms.emulator.process import EmulatorProcess
 from tests.reliability.dags.quota_dags import DAG_IDS, DURABLE_DAG_IDS, KINDS, MODES, SHAPES, dag_id
+from tests.reliability.tables import render_table
 from tests.topology import AirflowTopology, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -100,16 +101,7 @@ def format_table(rows: list[QuotaRow]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(str(line[i])) for line in (header, *body)) for i in range(len(header))]
-    lines = [
-        " | ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True))
-        for line in (header, *body)
-    ]
-    lines.insert(1, "-+-".join("-" * width for width in widths))
-    for row in rows:
-        for problem in row.problems:
-            lines.append(f"  ! {row.scenario}: {problem}")
-    return "\n".join(lines)
+    return render_table(header, body, ((row.scenario, problem) for row in rows for problem in row.problems))
 
 
 def _connection(url: str, account: str) -> str:
@@ -188,13 +180,8 @@ def _task_logs(topology: AirflowTopology, dag: str, run_id: str, ti: dict[str, A
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     state = tmp_path_factory.mktemp("quota-emulator") / "state.db"
     timings = ["--pending-seconds", str(PENDING_SECONDS), "--running-seconds", str(RUNNING_SECONDS)]
-    process = EmulatorProcess(
-        state=state, args=[*timings, "--training-seconds", str(RUNNING_SECONDS)]
-    ).start()
-    try:
+    with EmulatorProcess(state=state, args=[*timings, "--training-seconds", str(RUNNING_SECONDS)]) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from airflow_cleanrooms.emulator.pytest_plugin import connection_json
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
 from tests.reliability.dags.bad_input_corpus import CORPUS
 from tests.reliability.dags.reliability_dags import BAD_INPUTS, DAG_IDS
+from tests.reliability.tables import render_table
 from tests.topology import AirflowTopology, wait_until
 
 if TYPE_CHECKING:
@@ -84,16 +85,7 @@ def format_table(rows: list[Row]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(str(line[i])) for line in (header, *body)) for i in range(len(header))]
-    lines = [
-        " | ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True))
-        for line in (header, *body)
-    ]
-    lines.insert(1, "-+-".join("-" * width for width in widths))
-    for row in rows:
-        for problem in row.problems:
-            lines.append(f"  ! {row.scenario}: {problem}")
-    return "\n".join(lines)
+    return render_table(header, body, ((row.scenario, problem) for row in rows for problem in row.problems))
 
 
 class Suite:
@@ -479,14 +471,11 @@ def check_secrets(suite: Suite) -> Row:
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     state = tmp_path_factory.mktemp("reliability-emulator") / "state.db"
-    process = EmulatorProcess(
+    with EmulatorProcess(
         state=state,
         args=["--pending-seconds", str(PENDING_SECONDS), "--running-seconds", str(RUNNING_SECONDS)],
-    ).start()
-    try:
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -10,54 +11,39 @@ from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedM
 from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobSensor
 
 CONN_ID = os.environ.get("CORE_TEST_CONN_ID", "aws_default")
+PARAMS = {"membership_id": "", "trained_model_arn": "", "channel_arn": "", "db_password": ""}
+
+
+def score(**waiting: Any) -> CleanRoomsMLStartTrainedModelInferenceJobOperator:
+    """The job whose container logs the test reads; ``waiting``: how (and whether) the operator waits."""
+    return CleanRoomsMLStartTrainedModelInferenceJobOperator(
+        task_id="score",
+        aws_conn_id=CONN_ID,
+        membership_identifier="{{ params.membership_id }}",
+        name="scores-{{ dag_run.run_after | ts_nodash }}",
+        trained_model_arn="{{ params.trained_model_arn }}",
+        resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+        output_configuration={"members": [{"accountId": "444455556666"}]},
+        data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
+        environment={"DB_PASSWORD": "{{ params.db_password }}", "MODE": "batch"},
+        **waiting,
+    )
+
 
 for deferrable in (False, True):
     with DAG(
-        "container_logs_inference" + ("_deferrable" if deferrable else ""),
-        schedule=None,
-        params={"membership_id": "", "trained_model_arn": "", "channel_arn": "", "db_password": ""},
+        "container_logs_inference" + ("_deferrable" if deferrable else ""), schedule=None, params=PARAMS
     ) as dag:
-        CleanRoomsMLStartTrainedModelInferenceJobOperator(
-            task_id="score",
-            aws_conn_id=CONN_ID,
-            membership_identifier="{{ params.membership_id }}",
-            name="scores-{{ dag_run.run_after | ts_nodash }}",
-            trained_model_arn="{{ params.trained_model_arn }}",
-            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
-            output_configuration={"members": [{"accountId": "444455556666"}]},
-            data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
-            environment={"DB_PASSWORD": "{{ params.db_password }}", "MODE": "batch"},
-            waiter_delay=1,
-            waiter_max_attempts=60,
-            deferrable=deferrable,
-            print_log=True,
-            retries=0,
-        )
+        score(waiter_delay=1, waiter_max_attempts=60, deferrable=deferrable, print_log=True, retries=0)
     globals()[dag.dag_id] = dag
 
 for mode in ("poke", "reschedule"):
-    with DAG(
-        f"container_logs_sensor_{mode}",
-        schedule=None,
-        params={"membership_id": "", "trained_model_arn": "", "channel_arn": "", "db_password": ""},
-    ) as sensor_dag:
-        start = CleanRoomsMLStartTrainedModelInferenceJobOperator(
-            task_id="score",
-            aws_conn_id=CONN_ID,
-            membership_identifier="{{ params.membership_id }}",
-            name="scores-{{ dag_run.run_after | ts_nodash }}",
-            trained_model_arn="{{ params.trained_model_arn }}",
-            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
-            output_configuration={"members": [{"accountId": "444455556666"}]},
-            data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
-            environment={"DB_PASSWORD": "{{ params.db_password }}", "MODE": "batch"},
-            wait_for_completion=False,
-        )
+    with DAG(f"container_logs_sensor_{mode}", schedule=None, params=PARAMS) as sensor_dag:
         CleanRoomsMLTrainedModelInferenceJobSensor(
             task_id="wait",
             aws_conn_id=CONN_ID,
             membership_identifier="{{ params.membership_id }}",
-            trained_model_inference_job_arn=start.output,
+            trained_model_inference_job_arn=score(wait_for_completion=False).output,
             poke_interval=1,
             mode=mode,
             print_log=True,
