@@ -14,19 +14,11 @@ import pytest
 
 from airflow_cleanrooms.exceptions import CleanRoomsMLQuotaUnreachableError
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
-from airflow_cleanrooms.service_model import service_model
 from airflow_cleanrooms.triggers.cleanrooms_ml import CleanRoomsMLJobQuotaSlotTrigger
 from tests.integration.test_core_emulator import _TI, _first_event
+from tests.unit.unit_support import needs_quota_value
 
 pytestmark = pytest.mark.integration
-
-# botocore 1.37 (Airflow 3.0's pins) models ServiceQuotaExceededException with ``message`` only: a refused
-# start still waits for a slot there (the tests below without this mark prove it), but the quota's value
-# is not in the answer, so a quota of zero cannot be told from a full one.
-needs_quota_value = pytest.mark.skipif(
-    "quotaValue" not in service_model().shape_for("ServiceQuotaExceededException").members,
-    reason="the installed botocore's ServiceQuotaExceededException has no quotaValue member",
-)
 
 QUOTA = "Pending/in progress custom model inference jobs per membership"
 
@@ -75,6 +67,7 @@ def test_sync_start_waits_until_the_job_holding_the_slot_ends(cleanrooms_emulato
     assert control.max_running_inference_jobs(seeded["membership_id"]) == 1
 
 
+# Without quotaValue (botocore 1.37) a quota of zero cannot be told from a full one: the start waits.
 @needs_quota_value
 def test_a_quota_of_zero_fails_at_once(cleanrooms_emulator, seeded) -> None:
     cleanrooms_emulator.control.set_limits(inference_jobs_per_membership=0)

@@ -23,7 +23,6 @@ from airflow_cleanrooms.operators.cleanrooms_ml import (
     CleanRoomsMLStartTrainedModelInferenceJobOperator,
 )
 from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
-from airflow_cleanrooms.service_model import service_model
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLJobQuotaSlotTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
@@ -37,16 +36,17 @@ from tests.unit.unit_support import (
     JOB_ARN,
     MEMBERSHIP,
     MODEL_ARN,
+    QUOTA_ERROR_MEMBERS,
     TRAINING_ARGS,
     VERSION,
     FakeTaskInstance,
+    needs_quota_value,
 )
 
 # botocore 1.37 (Airflow 3.0's pins) models ServiceQuotaExceededException with ``message`` only: the
 # quota's name and value these tests read and assert on are not in the answer there.
 pytestmark = pytest.mark.skipif(
-    not {"quotaName", "quotaValue"}
-    <= set(service_model().shape_for("ServiceQuotaExceededException").members),
+    not {"quotaName", "quotaValue"} <= QUOTA_ERROR_MEMBERS,
     reason="the installed botocore's ServiceQuotaExceededException has no quotaName/quotaValue members",
 )
 
@@ -126,13 +126,6 @@ def refuse(stubber: Any, operation: str, params: dict[str, Any], value: float = 
             if member in QUOTA_ERROR_MEMBERS  # botocore 1.37's shape has only ``message``
         },
     )
-
-
-QUOTA_ERROR_MEMBERS = set(service_model().shape_for("ServiceQuotaExceededException").members)
-needs_quota_value = pytest.mark.skipif(
-    "quotaValue" not in QUOTA_ERROR_MEMBERS,
-    reason="the installed botocore's ServiceQuotaExceededException has no quotaValue member",
-)
 
 
 def tagged(ti: FakeTaskInstance, request: dict[str, Any] = INFERENCE_REQUEST) -> dict[str, Any]:
