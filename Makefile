@@ -1,4 +1,4 @@
-.PHONY: demo test bench venv
+.PHONY: demo test bench venv lock
 
 venv:
 	scripts/setup-venv
@@ -11,3 +11,6 @@ test:
 
 bench:
 	scripts/bench
+
+lock:
+	scripts/lock
