@@ -2,9 +2,10 @@
 What the installed Airflow, amazon provider, common-compat provider and botocore can do: one place.
 
 The provider installs where users' Airflow already is, down to Airflow 3.0 with the provider
-versions Airflow 3.0's official constraints pin (amazon 9.8.0, common-compat 1.7.0, botocore
-1.37.3). Newer releases add things the provider uses when they are there; this module detects each
-at run time and hands out either the real thing or what the older release can do instead:
+versions Airflow 3.0's official constraints pin (constraints-3.0.6: amazon 9.12.0, common-compat
+1.7.3, botocore 1.39) and below them to its own floors (amazon 9.8.0, botocore 1.37). Newer
+releases add things the provider uses when they are there; this module detects each at run time
+and hands out either the real thing or what the older release can do instead:
 
 * ``AirflowException``, ``AirflowFailException``, ``ParamValidationError``, ``TaskDeferred``,
   ``conf``, ``mask_secret``, ``redact``: from common-compat's ``sdk`` module where it exists, else
@@ -188,8 +189,8 @@ def reject_arguments_the_model_lacks(operation_name: str, arguments: Any, member
     """
     Fail at DAG parse time on an explicit operator argument the installed botocore model lacks.
 
-    The operators' signatures follow the newest model; with an older botocore (Airflow 3.0's
-    constraints pin 1.37.3) a member such as ``trainingInputMode`` does not exist, and a value given
+    The operators' signatures follow the newest model; with an older botocore (boto3's floor
+    1.37.0 brings 1.37.1) a member such as ``trainingInputMode`` does not exist, and a value given
     for it would otherwise be dropped from the request without a word.
     """
     lacking = sorted(name for name, value in arguments.items() if value is not None and name not in members)

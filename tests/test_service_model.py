@@ -64,8 +64,8 @@ def test_installed_model_has_every_member_the_provider_relies_on():
         "kmsKeyArn",
         "tags",
     } <= members
-    # Newer members: required of the botocore constraints.txt pins; an older botocore (Airflow 3.0's
-    # constraints: 1.37.3) lacks them and the provider offers only what the installed model has.
+    # Newer members: required of the botocore constraints.txt pins; an older botocore (the lowest
+    # stage's 1.37.1) lacks them and the provider offers only what the installed model has.
     if botocore.__version__ == _pinned("botocore"):
         assert {"trainedModelVersionIdentifier", "mlModelInferencePayerAccountId"} <= members
     assert service_model().service_name == "cleanroomsml"

@@ -61,14 +61,15 @@ def _run(
     return dag_run, membership_id
 
 
-_AIRFLOW_30_COMMS = ("SetRenderedFields", "DeferTask")
+_AIRFLOW_30_COMMS = ("SetRenderedFields", "DeferTask", "MaskSecret")
 
 
 def leaked_lines(logs: str) -> list[str]:
     """
     Lines that show the secret, except Airflow 3.0's own debug lines of the rendered fields its task
     runner sends to the supervisor ("Sending request" / "Received message ... msg=SetRenderedFields(",
-    ``DeferTask(`` with the trigger's kwargs, which Airflow stores encrypted):
+    ``DeferTask(`` with the trigger's kwargs, which Airflow stores encrypted, and from 3.0.6
+    ``MaskSecret(``, the message that hands the value to mask to the supervisor):
     3.0 sends them unredacted and logs them at debug level, which ``dag.test()`` prints (3.1+ redact
     them first). Those lines are Airflow's, written before the operator's code runs.
     """

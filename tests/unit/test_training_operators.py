@@ -44,7 +44,7 @@ TRAINING_REQUEST: dict[str, Any] = {
     "dataChannels": [{"mlInputChannelArn": CHANNEL_ARN, "channelName": "train"}],
 }
 GET_VERSION = with_version(GET_MODEL)
-#: trainingInputMode is in botocore's model from 1.38 (Airflow 3.0's constraints pin 1.37.3).
+#: trainingInputMode is in botocore's model from 1.38 (the lowest stage runs 1.37.1).
 HAS_INPUT_MODE = model_has_member("CreateTrainedModelRequest", "trainingInputMode")
 CREATED = with_version({"trainedModelArn": MODEL_ARN})
 
@@ -80,7 +80,7 @@ class TestCreateTrainedModel:
             "tags",
             "ml_model_training_payer_account_id",
         ):
-            # Members newer than the installed botocore are not offered (Airflow 3.0's pins: 1.37.3).
+            # Members newer than the installed botocore are not offered (the lowest stage: 1.37.1).
             assert name in op.template_fields or name not in model_members
 
     def test_trains_waits_and_returns_arn_and_version(self, stub_for, context, ti) -> None:

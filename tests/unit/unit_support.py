@@ -18,8 +18,8 @@ MODEL_ARN = f"{_PREFIX}/trained-model/model-1"
 CHANNEL_ARN = f"{_PREFIX}/ml-input-channel/channel-1"
 ASSOCIATION_ARN = f"{_PREFIX}/configured-model-algorithm-association/assoc-1"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/cleanrooms-ml"
-#: Trained model versions (``versionIdentifier``) are in botocore's model from 1.38; Airflow 3.0's
-#: constraints pin 1.37.3, where a trained model has no version and none is sent or expected.
+#: Trained model versions (``versionIdentifier``) are in botocore's model from 1.38; the lowest stage
+#: runs 1.37.1 (boto3's floor), where a trained model has no version and none is sent or expected.
 MODEL_VERSIONS = model_has_member("GetTrainedModelRequest", "versionIdentifier")
 VERSION: str | None = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" if MODEL_VERSIONS else None
 needs_model_versions = pytest.mark.skipif(
