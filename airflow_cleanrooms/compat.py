@@ -22,11 +22,16 @@ Each fallback is said once per process in the task log (:func:`say_once`), not o
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
+from collections.abc import Mapping
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
+
+from airflow_cleanrooms.service_model import service_model
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -140,8 +145,6 @@ def say_fallbacks(logger: Any = None, *, durable: bool = True) -> None:
 
 def missing_model_members(shape_name: str, members: Iterable[str]) -> list[str]:
     """The ``members`` of the installed botocore model's ``shape_name`` that it does not have."""
-    from airflow_cleanrooms.service_model import service_model
-
     shape = service_model().shape_for(shape_name)
     have = set(getattr(shape, "members", {}))
     return [member for member in members if member not in have]
@@ -202,6 +205,52 @@ def reject_arguments_the_model_lacks(operation_name: str, arguments: Any, member
         )
 
 
+# ---- the secrets masker: Airflow's rule for sensitive names, and masking what it hides ---------------
+
+
+def should_hide_value_for_key(key: str) -> bool:
+    """Airflow's rule for sensitive names (``password``, ``secret``, ``token``, ``api_key``, ...)."""
+    return bool(_sensitive_key_rule()(key))
+
+
+@functools.cache
+def _sensitive_key_rule() -> Any:
+    for module in (
+        "airflow.sdk._shared.secrets_masker",  # Airflow 3.1+
+        "airflow.sdk.execution_time.secrets_masker",  # Airflow 3.0
+        "airflow.utils.log.secrets_masker",
+    ):
+        try:
+            return importlib.import_module(module).should_hide_value_for_key
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("Airflow's secrets masker (should_hide_value_for_key) was not found")
+
+
+def sensitive_values(request: Mapping[str, Any]) -> list[str]:
+    """
+    Values under sensitive-looking keys (Airflow's rule) in a request's maps, e.g. ``environment``:
+    what the operator registered with the secrets masker, for a trigger in another process to mask.
+    """
+    values: list[str] = []
+    for value in request.values():
+        if isinstance(value, Mapping):
+            values += [
+                str(item)
+                for key, item in value.items()
+                if isinstance(key, str) and item not in (None, "") and should_hide_value_for_key(key)
+            ]
+    return values
+
+
+def redact_message(message: str) -> str:
+    """``message`` through this process's secrets masker (values it knows become ``***``)."""
+    try:
+        return str(redact(message))
+    except Exception:
+        return message
+
+
 __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "HAS_TASK_STATE_STORE",
@@ -213,4 +262,7 @@ __all__ = [
     "conf",
     "mask_secret",
     "redact",
+    "redact_message",
+    "sensitive_values",
+    "should_hide_value_for_key",
 ]

@@ -35,17 +35,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
 
+from airflow_cleanrooms.aio.client_pool import SharedClientPool
+from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
+from airflow_cleanrooms.compat import mask_secret, redact_message
 from airflow_cleanrooms.wait_semantics import (
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     ResourceKind,
     ResourceState,
+    error_code,
+    is_throttling,
 )
 
 if TYPE_CHECKING:
     from datetime import datetime
-
-    from airflow.sdk import Context
 
 #: The log group each kind's container writes to.
 LOG_GROUPS: dict[ResourceKind, str] = {
@@ -67,34 +70,6 @@ def log_group(kind: ResourceKind) -> str | None:
 def default_stream_prefix(arn: str) -> str:
     """The job's id, the last segment of its ARN: the prefix its streams are found by by default."""
     return arn.rsplit("/", 1)[-1]
-
-
-def redact(message: str) -> str:
-    """``message`` through this process's secrets masker (values it knows become ``***``)."""
-    from airflow_cleanrooms.compat import redact as masker_redact  # common-compat 1.7 too
-
-    try:
-        return str(masker_redact(message))
-    except Exception:
-        return message
-
-
-def sensitive_values(request: Mapping[str, Any]) -> list[str]:
-    """
-    Values under sensitive-looking keys (Airflow's rule) in a request's maps, e.g. ``environment``:
-    what the operator registered with the secrets masker, for a trigger in another process to mask.
-    """
-    from airflow_cleanrooms.operators.request import should_hide_value_for_key
-
-    values: list[str] = []
-    for value in request.values():
-        if isinstance(value, Mapping):
-            values += [
-                str(item)
-                for key, item in value.items()
-                if isinstance(key, str) and item not in (None, "") and should_hide_value_for_key(key)
-            ]
-    return values
 
 
 def _millis(value: datetime | None) -> int:
@@ -219,7 +194,7 @@ class _Reporter:
             # Through the task's (trigger's) logger, so the log pipeline's masker applies; and redacted
             # here too, for pipelines that do not mask (dag.test) or a triggerer that did not
             # register the task's secrets.
-            message = redact(str(event.get("message", "")).rstrip("\n"))
+            message = redact_message(str(event.get("message", "")).rstrip("\n"))
             if self.single:
                 self.log.info("[container] %s", message)
             else:
@@ -255,8 +230,6 @@ class _Reporter:
 
 
 def _not_found(error: BaseException) -> bool:
-    from airflow_cleanrooms.wait_semantics import error_code
-
     return error_code(error) == "ResourceNotFoundException"
 
 
@@ -413,8 +386,6 @@ class TriggerLogStreamer:
         """The task's secrets, known to this (triggerer) process's masker from now on."""
         if not self.mask_values:
             return
-        from airflow_cleanrooms.compat import mask_secret  # common-compat 1.7 too
-
         for value in self.mask_values:
             mask_secret(value)
 
@@ -422,8 +393,6 @@ class TriggerLogStreamer:
         return AwsLogsHook(**self.hook_parameters)
 
     def _step(self, outcome: Any) -> Any:
-        from airflow_cleanrooms.aio.poll_scheduler import Finished
-
         if isinstance(outcome, BaseException):
             self.reporter.error(outcome)
             return Finished(None)
@@ -433,10 +402,6 @@ class TriggerLogStreamer:
         return self.interval
 
     async def stream(self, wait: Any) -> Any:
-        from airflow_cleanrooms.aio.client_pool import SharedClientPool
-        from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
-        from airflow_cleanrooms.aio.rate_limiter import limiter_key
-
         pool = SharedClientPool.for_running_loop()
         scheduler = PollScheduler.for_running_loop()
         self._register_masks()
@@ -456,21 +421,15 @@ class TriggerLogStreamer:
             # The reads take turns on the loop's request-rate limiter of the logs client's account
             # (one token per read), as the status polls do on theirs.
             rate = self.max_requests_per_second
-            limiter = None
-            if rate:
-                limiter = scheduler.rate_limiters.get(limiter_key(entry.key, "GetLogEvents"), rate)
-                scheduler.rate_limiters.watch(entry.key, client)
-                limiter.register(rate)
-            polling = scheduler.poll(
-                read, {}, self._step, first_delay=min(self.interval, 1.0), limiter=limiter
-            )
-            try:
-                result = await wait
-            finally:
-                streaming = not polling.done()
-                polling.cancel()
-                if limiter is not None:
-                    limiter.unregister(rate)  # type: ignore[arg-type]
+            with scheduler.limited(entry.key, client, "GetLogEvents", rate, is_throttling) as limiter:
+                polling = scheduler.poll(
+                    read, {}, self._step, first_delay=min(self.interval, 1.0), limiter=limiter
+                )
+                try:
+                    result = await wait
+                finally:
+                    streaming = not polling.done()
+                    polling.cancel()
             if streaming:
                 # The wait ended while streaming went on: the last lines (the job's end) come now.
                 async def last(**_: Any) -> Fetched:
@@ -482,30 +441,6 @@ class TriggerLogStreamer:
             return result
         finally:
             pool.release(entry)
-
-
-def last_lines(client: Any, kind: ResourceKind, arn: str, count: int = 5) -> list[str]:
-    """
-    The last ``count`` lines the job's container logged (all its streams, in time order), read with a
-    ``logs`` client; ``[]`` when there are none (or no log group yet).
-    """
-    group = log_group(kind)
-    if group is None:
-        return []
-    follower = LogFollower(group, default_stream_prefix(arn))
-    try:
-        streams = follower.new_streams(client.describe_log_streams(**follower.describe_request()))
-    except Exception as error:
-        if _not_found(error):
-            return []
-        raise
-    fetched = Fetched(streams, {})
-    for stream in streams:
-        page = client.get_log_events(
-            logGroupName=group, logStreamName=stream, limit=count, startFromHead=False
-        )
-        fetched.events[stream] = (page.get("events") or [], None)
-    return [str(event.get("message", "")).rstrip("\n") for _, event in follower.apply(fetched)][-count:]
 
 
 def stream_sync_wait(
@@ -529,34 +464,6 @@ __all__ = [
     "LogFollower",
     "TriggerLogStreamer",
     "default_stream_prefix",
-    "last_lines",
     "log_group",
     "stream_sync_wait",
 ]
-
-
-def persist_logs_link(
-    context: Context, task: Any, kind: ResourceKind, arn: str, stream_prefix: str | None
-) -> None:
-    """
-    Store the data of the task's container logs link (jobs that run a container only).
-
-    :param task: the operator or sensor; its hook gives the Region and partition.
-    :param stream_prefix: the user's ``log_stream_prefix``; the job's default prefix when ``None``.
-    """
-    from airflow_cleanrooms.links.cleanrooms_ml import CleanRoomsMLContainerLogsLink
-
-    group = log_group(kind)
-    if group is None:
-        return
-    try:
-        CleanRoomsMLContainerLogsLink.persist(
-            context=context,
-            operator=task,
-            region_name=task.hook.conn_region_name,
-            aws_partition=task.hook.conn_partition,
-            log_group=group,
-            stream_prefix=stream_prefix or default_stream_prefix(arn),
-        )
-    except Exception as error:  # a link is never worth failing the task for
-        task.log.debug("Could not persist the container logs link: %s", error)

@@ -30,9 +30,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from airflow_cleanrooms.emulator.process import EmulatorProcess
+
+if TYPE_CHECKING:
+    from airflow_cleanrooms.wait_semantics import ResourceKind
 
 DAG_ID = "example_cleanrooms_ml_train_and_infer"
 TASK_ORDER = ("create_trained_model", "wait_trained_model", "start_inference", "wait_inference")
@@ -209,7 +212,6 @@ def read_container_logs(client: Any, result: DemoResult) -> None:
     """The last lines of each job's container logs (never fails the demo)."""
     import boto3
 
-    from airflow_cleanrooms.container_logs import last_lines
     from airflow_cleanrooms.wait_semantics import TRAINED_MODEL, TRAINED_MODEL_INFERENCE_JOB
 
     logs = boto3.client(
@@ -351,6 +353,33 @@ def run_demo(
             migrate.wait()
     result.timings["total"] = time.monotonic() - started
     return result
+
+
+def last_lines(client: Any, kind: ResourceKind, arn: str, count: int = 5) -> list[str]:
+    """
+    The last ``count`` lines the job's container logged (all its streams, in time order), read with a
+    ``logs`` client; ``[]`` when there are none (or no log group yet).
+    """
+    from airflow_cleanrooms.container_logs import Fetched, LogFollower, default_stream_prefix, log_group
+    from airflow_cleanrooms.wait_semantics import error_code
+
+    group = log_group(kind)
+    if group is None:
+        return []
+    follower = LogFollower(group, default_stream_prefix(arn))
+    try:
+        streams = follower.new_streams(client.describe_log_streams(**follower.describe_request()))
+    except Exception as error:
+        if error_code(error) == "ResourceNotFoundException":
+            return []
+        raise
+    fetched = Fetched(streams, {})
+    for stream in streams:
+        page = client.get_log_events(
+            logGroupName=group, logStreamName=stream, limit=count, startFromHead=False
+        )
+        fetched.events[stream] = (page.get("events") or [], None)
+    return [str(event.get("message", "")).rstrip("\n") for _, event in follower.apply(fetched)][-count:]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,15 +42,14 @@ import logging
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import botocore.loaders
 from botocore.config import Config
 
+from airflow_cleanrooms.aio.keys import ClientKey, role_account
 from airflow_cleanrooms.aio.per_loop import PerLoop
-from airflow_cleanrooms.aio.rate_limiter import role_account
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
@@ -84,23 +83,6 @@ _ENV_CREDENTIAL_VARS = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 )
-
-
-@dataclass(frozen=True)
-class ClientKey:
-    """Everything that makes two clients differ; equal keys may share one client."""
-
-    transport: str
-    hook_class: str
-    service_name: str
-    aws_conn_id: str | None
-    region_name: str | None
-    verify: str
-    botocore_config: str
-    endpoint_url: str | None
-    identity: str  # sha256 of the credential material, never the material itself
-    #: The AWS account when the connection names it (its ``role_arn``'s), for the rate limiters.
-    account: str | None = None
 
 
 def _canonical(value: Any) -> str:

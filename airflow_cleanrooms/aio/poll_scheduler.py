@@ -26,6 +26,7 @@ under its request rate (:attr:`PollScheduler.rate_limiters`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import heapq
 from collections import deque
@@ -33,13 +34,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from airflow_cleanrooms.aio.client_pool import THREAD_WORKERS
+from airflow_cleanrooms.aio.client_pool import THREAD_WORKERS, ThreadedClient
+from airflow_cleanrooms.aio.keys import limiter_key
 from airflow_cleanrooms.aio.per_loop import PerLoop
 from airflow_cleanrooms.aio.rate_limiter import RateLimiters
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 
+    from airflow_cleanrooms.aio.keys import ClientKey
     from airflow_cleanrooms.aio.rate_limiter import AdaptiveRateLimiter
 
 
@@ -116,6 +119,38 @@ class PollScheduler:
         polling = Polling(None, _NO_ARGUMENTS, None, self._loop.create_future(), None)
         self._schedule(polling, seconds)
         return polling.future
+
+    @contextlib.contextmanager
+    def limited(
+        self,
+        client_key: ClientKey | None,
+        client: Any,
+        operation: str,
+        rate: float | None,
+        is_throttling: Callable[[Mapping[str, Any]], bool],
+    ) -> Iterator[AdaptiveRateLimiter | None]:
+        """
+        The rate limiter a wait's polls of ``operation`` take turns on, for as long as the block runs.
+
+        One limiter per account, Region and operation (:func:`~airflow_cleanrooms.aio.keys.limiter_key`
+        of the pooled client's key), fed the throttled answers ``client`` receives, with ``rate``
+        counted in its ceiling until the block ends. Yields ``None`` (no limiter) when ``rate`` is
+        ``None`` or 0, or the client has no key.
+
+        :param client: the pooled client (a thread-transport client's boto3 client is watched).
+        :param is_throttling: whether a parsed response is a refusal for rate.
+        """
+        if not rate or client_key is None:
+            yield None
+            return
+        limiter = self.rate_limiters.get(limiter_key(client_key, operation), rate)
+        botocore_client = client.client if isinstance(client, ThreadedClient) else client
+        self.rate_limiters.watch(client_key, botocore_client, is_throttling)
+        limiter.register(rate)
+        try:
+            yield limiter
+        finally:
+            limiter.unregister(rate)
 
     def poll(
         self,

@@ -22,62 +22,36 @@ token first:
   every attempt, botocore's own retries included: :meth:`RateLimiters.watch`);
 * **ceiling**: the smallest ``max_requests_per_second`` among the waits sharing the limiter now.
 
-The key (:class:`LimiterKey`) is the one the client pool uses (:class:`~airflow_cleanrooms.aio.client_pool.
-ClientKey`: endpoint, Region, a hash of the credentials) narrowed to what AWS meters by: the account
-when the connection names it (the account of its ``role_arn``), else the credential hash, and the
-operation. Two connections with different credentials for one account (and no role ARN) thus get a
-limiter each; the AIMD cut keeps their sum near the quota when they exceed it together.
+The key (:class:`~airflow_cleanrooms.aio.keys.LimiterKey`) is the one the client pool uses
+(:class:`~airflow_cleanrooms.aio.keys.ClientKey`: endpoint, Region, a hash of the credentials)
+narrowed to what AWS meters by: the account when the connection names it (the account of its
+``role_arn``), else the credential hash, and the operation. Two connections with different
+credentials for one account (and no role ARN) thus get a limiter each; the AIMD cut keeps their sum
+near the quota when they exceed it together.
 
-Limiters are per event loop (:meth:`RateLimiters.for_running_loop`); the poll scheduler hands due
-polls to them (:meth:`AdaptiveRateLimiter.submit`), other callers ``await limiter.acquire()``.
+Limiters are per event loop (the poll scheduler's :attr:`~airflow_cleanrooms.aio.poll_scheduler.
+PollScheduler.rate_limiters`); a wait takes its turn on one through :meth:`~airflow_cleanrooms.aio.
+poll_scheduler.PollScheduler.limited`, and the scheduler hands due polls to it
+(:meth:`AdaptiveRateLimiter.submit`); other callers ``await limiter.acquire()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 import weakref
 from collections import Counter, deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from airflow_cleanrooms.aio.keys import ClientKey, LimiterKey, limiter_key
 
-    from airflow_cleanrooms.aio.client_pool import ClientKey
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 #: Clean Rooms' published default request-rate quota: requests per second per operation, account and
 #: Region ("AWS Clean Rooms quotas", API rate quotas). Raise it for an account with a raised quota.
 DEFAULT_MAX_REQUESTS_PER_SECOND = 5.0
-
-_ROLE_ACCOUNT = re.compile(r"^arn:[^:]+:iam::(\d{12}):")
-
-
-@dataclass(frozen=True)
-class LimiterKey:
-    """What AWS meters a request rate by: service endpoint, Region, account and operation."""
-
-    service_name: str
-    endpoint_url: str | None
-    region_name: str | None
-    account: str  # "account:<12 digits>" when known, else "identity:<sha256 of the credentials>"
-    operation: str
-
-
-def role_account(role_arn: str | None) -> str | None:
-    """The account of a role ARN (``arn:aws:iam::123456789012:role/x`` -> ``123456789012``)."""
-    match = _ROLE_ACCOUNT.match(role_arn or "")
-    return match.group(1) if match else None
-
-
-def limiter_key(client_key: ClientKey, operation: str) -> LimiterKey:
-    """The limiter key of ``operation`` called through the pooled client of ``client_key``."""
-    account = f"account:{client_key.account}" if client_key.account else f"identity:{client_key.identity}"
-    return LimiterKey(
-        client_key.service_name, client_key.endpoint_url, client_key.region_name, account, operation
-    )
 
 
 class AdaptiveRateLimiter:
@@ -239,13 +213,16 @@ class RateLimiters:
         if limiter is not None:
             limiter.throttled()
 
-    def watch(self, client_key: ClientKey, client: Any) -> None:
+    def watch(
+        self, client_key: ClientKey, client: Any, is_throttling: Callable[[Mapping[str, Any]], bool]
+    ) -> None:
         """
         Report the throttled answers ``client`` receives (every attempt, botocore's retries included)
         to the limiters of ``client_key``; once per client.
 
-        ``client`` is a pooled client: a :class:`~airflow_cleanrooms.aio.client_pool.ThreadedClient`
-        (its boto3 client calls from the pool's threads) or an aiobotocore client (on the loop).
+        :param client: a botocore or aiobotocore client (its ``response-received`` event).
+        :param is_throttling: whether a parsed response is a refusal for rate (the caller's rule:
+            :func:`airflow_cleanrooms.wait_semantics.is_throttling`).
         """
         if client in self._watched:
             return
@@ -253,24 +230,19 @@ class RateLimiters:
             if client in self._watched:
                 return
             self._watched.add(client)
-        from airflow_cleanrooms.aio.client_pool import ThreadedClient
-
-        botocore_client = client.client if isinstance(client, ThreadedClient) else client
         loop = self._loop
 
         def on_response(event_name: str = "", parsed_response: Any = None, **_: Any) -> None:
-            from airflow_cleanrooms.wait_semantics import is_throttling
-
             if not isinstance(parsed_response, dict) or not is_throttling(parsed_response):
                 return
             key = limiter_key(client_key, event_name.rsplit(".", 1)[-1])
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(self.throttled, key)
 
-        events = getattr(getattr(botocore_client, "meta", None), "events", None)
+        events = getattr(getattr(client, "meta", None), "events", None)
         if events is None:
             return  # not a botocore client (a test double): the limiter paces without feedback
-        service_id = _service_id(client_key.service_name, botocore_client)
+        service_id = _service_id(client_key.service_name, client)
         events.register(f"response-received.{service_id}", on_response)
 
 

@@ -11,10 +11,17 @@ about which job the task started.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
+
+from airflow_cleanrooms.container_logs import default_stream_prefix, log_group
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_cleanrooms.wait_semantics import ResourceKind
 
 CLEAN_ROOMS_CONSOLE = BASE_AWS_CONSOLE_LINK + "/cleanrooms/home?region={region_name}"
 
@@ -88,3 +95,28 @@ class CleanRoomsMLContainerLogsLink(BaseAwsLink):
         if kwargs.get("stream_prefix"):
             url += f"$3FlogStreamNameFilter$3D{console_hash_value(kwargs['stream_prefix'])}"
         return url
+
+
+def persist_logs_link(
+    context: Context, task: Any, kind: ResourceKind, arn: str, stream_prefix: str | None
+) -> None:
+    """
+    Store the data of the task's container logs link (jobs that run a container only).
+
+    :param task: the operator or sensor; its hook gives the Region and partition.
+    :param stream_prefix: the user's ``log_stream_prefix``; the job's default prefix when ``None``.
+    """
+    group = log_group(kind)
+    if group is None:
+        return
+    try:
+        CleanRoomsMLContainerLogsLink.persist(
+            context=context,
+            operator=task,
+            region_name=task.hook.conn_region_name,
+            aws_partition=task.hook.conn_partition,
+            log_group=group,
+            stream_prefix=stream_prefix or default_stream_prefix(arn),
+        )
+    except Exception as error:  # a link is never worth failing the task for
+        task.log.debug("Could not persist the container logs link: %s", error)

@@ -30,8 +30,14 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.compat import AirflowException, conf, mask_secret, reject_arguments_the_model_lacks
-from airflow_cleanrooms.container_logs import persist_logs_link, sensitive_values, stream_sync_wait
+from airflow_cleanrooms.compat import (
+    AirflowException,
+    conf,
+    mask_secret,
+    reject_arguments_the_model_lacks,
+    sensitive_values,
+)
+from airflow_cleanrooms.container_logs import stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
 from airflow_cleanrooms.links.cleanrooms_ml import (
@@ -40,6 +46,7 @@ from airflow_cleanrooms.links.cleanrooms_ml import (
     CleanRoomsMLTrainedModelInferenceJobLink,
     CleanRoomsMLTrainedModelLink,
     _CleanRoomsMLLink,
+    persist_logs_link,
 )
 from airflow_cleanrooms.operators.durable import CleanRoomsMLDurableMixin
 from airflow_cleanrooms.operators.quota import CleanRoomsMLQuotaWaitMixin

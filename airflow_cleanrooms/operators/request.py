@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from airflow_cleanrooms.compat import mask_secret, should_hide_value_for_key
 from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
 from airflow_cleanrooms.service_model import (
     ValidationIssue,
@@ -83,27 +84,6 @@ def suggest_argument(operation_name: str, name: str, others: list[str] | None = 
     return None
 
 
-def should_hide_value_for_key(key: str) -> bool:
-    """Airflow's rule for sensitive names (``password``, ``secret``, ``token``, ``api_key``, ...)."""
-    return bool(_sensitive_key_rule()(key))
-
-
-@functools.cache
-def _sensitive_key_rule() -> Any:
-    import importlib
-
-    for module in (
-        "airflow.sdk._shared.secrets_masker",  # Airflow 3.1+
-        "airflow.sdk.execution_time.secrets_masker",  # Airflow 3.0
-        "airflow.utils.log.secrets_masker",
-    ):
-        try:
-            return importlib.import_module(module).should_hide_value_for_key
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError("Airflow's secrets masker (should_hide_value_for_key) was not found")
-
-
 def redacted_for_log(request: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a request with values under sensitive keys replaced by ``***`` (whatever the masker does)."""
 
@@ -118,12 +98,6 @@ def redacted_for_log(request: Mapping[str, Any]) -> dict[str, Any]:
         return value
 
     return walk(request)
-
-
-def _mask(value: Any, name: str) -> None:
-    from airflow_cleanrooms.compat import mask_secret
-
-    mask_secret(value, name)
 
 
 def _show(value: Any) -> str:
@@ -247,7 +221,7 @@ class _Builder:
             for key, item in value.items():
                 if isinstance(key, str) and item is not None and should_hide_value_for_key(key):
                     self.secrets.append(item)
-                    _mask(item, key)
+                    mask_secret(item, key)
 
     def redact(self, issue: ValidationIssue) -> ValidationIssue:
         message = issue.message

@@ -12,10 +12,10 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import conf
-from airflow_cleanrooms.container_logs import ContainerLogStreamer, persist_logs_link, stream_sync_wait
+from airflow_cleanrooms.container_logs import ContainerLogStreamer, stream_sync_wait
 from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
-from airflow_cleanrooms.links.cleanrooms_ml import CleanRoomsMLContainerLogsLink
+from airflow_cleanrooms.links.cleanrooms_ml import CleanRoomsMLContainerLogsLink, persist_logs_link
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,

@@ -36,14 +36,15 @@ from airflow.triggers.base import TriggerEvent
 from botocore import xform_name
 from botocore.exceptions import ClientError
 
-from airflow_cleanrooms.aio.client_pool import ClientKey, SharedClientPool
+from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
-from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND, limiter_key
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import trigger_hook_parameters
 from airflow_cleanrooms.wait_semantics import (
     TRANSIENT_EXCEPTIONS,
     Acceptor,
     cached_waiter_config,
+    is_throttling,
     is_transient,
     load_waiter_config,
     match_acceptors,
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
 
     from botocore.waiter import SingleWaiterConfig
+
+    from airflow_cleanrooms.aio.keys import ClientKey
 
 # One generator for every trigger: a per-trigger random.Random() would read os.urandom on the loop.
 _RNG = random.Random()
@@ -274,21 +277,13 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         """
         scheduler = PollScheduler.for_running_loop()
         rate = self.max_requests_per_second
-        limiter = None
-        if rate and client_key is not None:
-            limiter = scheduler.rate_limiters.get(limiter_key(client_key, waiter.operation), rate)
-            scheduler.rate_limiters.watch(client_key, client)
-            limiter.register(rate)
-        try:
+        with scheduler.limited(client_key, client, waiter.operation, rate, is_throttling) as limiter:
             event: TriggerEvent = await scheduler.poll(
                 getattr(client, xform_name(waiter.operation)),
                 self.waiter_args,
                 _WaitState(self, waiter_acceptors(waiter)),
                 limiter=limiter,
             )
-        finally:
-            if limiter is not None:
-                limiter.unregister(rate)  # type: ignore[arg-type]
         return event
 
     def _step(self, state: _WaitState, outcome: Any) -> float | Finished[TriggerEvent]:

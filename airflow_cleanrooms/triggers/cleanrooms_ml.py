@@ -11,8 +11,9 @@ from botocore import xform_name
 
 from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
-from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND, limiter_key
+from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import trigger_hook_parameters
+from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import _RNG, CleanRoomsMLBaseWaiterTrigger
 from airflow_cleanrooms.wait_semantics import (
@@ -21,6 +22,7 @@ from airflow_cleanrooms.wait_semantics import (
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     ResourceKind,
+    is_throttling,
     is_transient,
     publishing_fields,
 )
@@ -126,8 +128,6 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
 
     async def _wait(self, client: Any, waiter: Any, client_key: Any = None) -> Any:
         """The status wait, with the container logs streamed beside it when ``print_log`` is set."""
-        from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
-
         if not self.print_log or log_group(self.kind) is None:
             return await super()._wait(client, waiter, client_key)
         streamer = TriggerLogStreamer(
@@ -415,22 +415,17 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
             entry = await pool.acquire(self.hook(), self.client_transport)
             scheduler = PollScheduler.for_running_loop()
             operation = str(self.kind.list_operation)
-            rate, limiter = self.max_requests_per_second, None
+            rate = self.max_requests_per_second
             try:
-                if rate:
-                    limiter = scheduler.rate_limiters.get(limiter_key(entry.key, operation), rate)
-                    scheduler.rate_limiters.watch(entry.key, entry.client)
-                    limiter.register(rate)
-                event: TriggerEvent = await scheduler.poll(
-                    getattr(entry.client, xform_name(operation)),
-                    self.waiter_args,
-                    self._check,
-                    first_delay=self.check_delay(),
-                    limiter=limiter,
-                )
+                with scheduler.limited(entry.key, entry.client, operation, rate, is_throttling) as limiter:
+                    event: TriggerEvent = await scheduler.poll(
+                        getattr(entry.client, xform_name(operation)),
+                        self.waiter_args,
+                        self._check,
+                        first_delay=self.check_delay(),
+                        limiter=limiter,
+                    )
             finally:
-                if limiter is not None and rate:
-                    limiter.unregister(rate)
                 pool.release(entry)
         except (asyncio.CancelledError, GeneratorExit):
             raise

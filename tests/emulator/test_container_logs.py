@@ -159,8 +159,8 @@ def test_reset_forgets_the_logs(
 def test_last_lines_of_a_job_for_the_demo(
     cleanrooms_emulator: EmulatorHandle, client: Any, make_inference_request: Any
 ) -> None:
-    from airflow_cleanrooms.container_logs import last_lines
     from airflow_cleanrooms.wait_semantics import TRAINED_MODEL_INFERENCE_JOB
+    from demo.run import last_lines
 
     cleanrooms_emulator.control.fail_job("tail", "AlgorithmError", "out of memory")
     arn = client.start_trained_model_inference_job(**make_inference_request(name="tail"))[

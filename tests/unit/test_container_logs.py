@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
+from airflow_cleanrooms.compat import sensitive_values
 from airflow_cleanrooms.container_logs import (
     ContainerLogStreamer,
     Fetched,
     LogFollower,
     default_stream_prefix,
     log_group,
-    sensitive_values,
 )
 from airflow_cleanrooms.links.cleanrooms_ml import CleanRoomsMLContainerLogsLink, console_hash_value
 from airflow_cleanrooms.wait_semantics import ML_INPUT_CHANNEL, TRAINED_MODEL, TRAINED_MODEL_INFERENCE_JOB

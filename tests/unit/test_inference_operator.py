@@ -361,7 +361,7 @@ class TestValidationBeforeAnyCall:
         masked: list[tuple[Any, Any]] = []
         import airflow_cleanrooms.operators.request as request_module
 
-        monkeypatch.setattr(request_module, "_mask", lambda value, name: masked.append((name, value)))
+        monkeypatch.setattr(request_module, "mask_secret", lambda value, name: masked.append((name, value)))
         op = make(
             environment={"DB_PASSWORD": "s3cr3t-value", "MODEL_THRESHOLD": "0.7"}, wait_for_completion=False
         )

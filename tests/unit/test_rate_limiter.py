@@ -15,15 +15,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from airflow_cleanrooms.aio.client_pool import ClientKey
+from airflow_cleanrooms.aio.keys import ClientKey, LimiterKey, limiter_key, role_account
 from airflow_cleanrooms.aio.rate_limiter import (
     DEFAULT_MAX_REQUESTS_PER_SECOND,
     AdaptiveRateLimiter,
-    LimiterKey,
     RateLimiters,
-    limiter_key,
-    role_account,
 )
+from airflow_cleanrooms.wait_semantics import is_throttling
 from tests.unit.unit_support import JOB_ARN, MEMBERSHIP
 
 
@@ -226,8 +224,8 @@ def test_throttled_answers_of_a_pooled_client_cut_its_keys_limiter(monkeypatch):
         op = "GetTrainedModelInferenceJob"
         lim = limiters.get(limiter_key(key, op), DEFAULT_MAX_REQUESTS_PER_SECOND)
         other = limiters.get(limiter_key(key, "GetTrainedModel"))
-        limiters.watch(key, client)
-        limiters.watch(key, client)  # once per client
+        limiters.watch(key, client, is_throttling)
+        limiters.watch(key, client, is_throttling)  # once per client
 
         def answer_429(request: Any, **_: Any) -> AWSResponse:  # every attempt, without a network
             raw = type("Raw", (), {"stream": lambda self, **kw: iter([b'{"message": "Rate exceeded"}'])})()
