@@ -20,8 +20,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from airflow_cleanrooms.emulator.limits import Limits
-from airflow_cleanrooms.emulator.responses import HttpRequest
 from airflow_cleanrooms.emulator.server import EmulatorServer
+from airflow_cleanrooms.emulator.wire import HttpRequest
 
 ENDED_JOBS = 1000
 POLLS = 20_000

@@ -31,8 +31,9 @@ from urllib.parse import parse_qs
 from airflow_cleanrooms.emulator.defaults import DEFAULT_FAILURE_CODE, DEFAULT_FAILURE_MESSAGE
 from airflow_cleanrooms.emulator.errors import EmulatorError
 from airflow_cleanrooms.emulator.limits import Limits
-from airflow_cleanrooms.emulator.models import INFERENCE_JOB, TRAINED_MODEL
-from airflow_cleanrooms.emulator.responses import CONTROL_PREFIX, HttpReply, HttpRequest, json_reply
+from airflow_cleanrooms.emulator.resources import INFERENCE_JOB, TRAINED_MODEL
+from airflow_cleanrooms.emulator.responses import CONTROL_PREFIX
+from airflow_cleanrooms.emulator.wire import HttpReply, HttpRequest, json_reply
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.faults import FaultInjector

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from airflow_cleanrooms.emulator.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 from airflow_cleanrooms.emulator.errors import AccessDeniedException, ExpiredTokenException
-from airflow_cleanrooms.emulator.models import Caller
+from airflow_cleanrooms.emulator.resources import Caller
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.limits import Limits

@@ -39,8 +39,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_cleanrooms.emulator.errors import EmulatorError
-from airflow_cleanrooms.emulator.models import INFERENCE_JOB, TRAINED_MODEL, Resource
-from airflow_cleanrooms.emulator.responses import HttpReply, HttpRequest, new_request_id
+from airflow_cleanrooms.emulator.resources import INFERENCE_JOB, TRAINED_MODEL, Resource
+from airflow_cleanrooms.emulator.wire import HttpReply, HttpRequest, new_request_id
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.credentials import Authenticator

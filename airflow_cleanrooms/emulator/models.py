@@ -21,44 +21,36 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_cleanrooms.emulator.defaults import (
-    DEFAULT_ACCOUNT_ID,
-    DEFAULT_REGION,
-)
 from airflow_cleanrooms.emulator.errors import (
     ConflictException,
     ResourceNotFoundException,
     ValidationException,
 )
+from airflow_cleanrooms.emulator.logs import logs_publishing
+from airflow_cleanrooms.emulator.resources import (
+    ALGORITHM,
+    ASSOCIATION,
+    CHANNEL,
+    IN_FLIGHT,
+    INFERENCE_JOB,
+    PENDING_OR_IN_PROGRESS,
+    STATUS_SHAPES,
+    TRAINED_MODEL,
+    Caller,
+    Resource,
+)
+from airflow_cleanrooms.emulator.wire import View
 from airflow_cleanrooms.service_model import enum_values, service_model
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.quotas import JobQuotas
-
-# Resource kinds are the resource-type segment of their ARNs.
-ALGORITHM = "configured-model-algorithm"
-ASSOCIATION = "configured-model-algorithm-association"
-CHANNEL = "ml-input-channel"
-TRAINED_MODEL = "trained-model"
-INFERENCE_JOB = "trained-model-inference-job"
-KINDS = (ALGORITHM, ASSOCIATION, CHANNEL, TRAINED_MODEL, INFERENCE_JOB)
-# The model's status enum of each kind that has a lifecycle.
-STATUS_SHAPES = {
-    CHANNEL: "MLInputChannelStatus",
-    TRAINED_MODEL: "TrainedModelStatus",
-    INFERENCE_JOB: "TrainedModelInferenceJobStatus",
-}
-
-# Statuses under which a resource still holds its name in its membership.
-IN_FLIGHT = frozenset({"CREATE_PENDING", "CREATE_IN_PROGRESS", "CANCEL_PENDING", "CANCEL_IN_PROGRESS"})
-CANCELLABLE = frozenset({"CREATE_PENDING", "CREATE_IN_PROGRESS"})
 
 
 @dataclass
@@ -92,77 +84,6 @@ class Timings:
 
     def as_dict(self) -> dict[str, float | None]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling, as far as the emulator cares: where ARNs are minted."""
-
-    region: str = DEFAULT_REGION
-    account_id: str = DEFAULT_ACCOUNT_ID
-    # The control endpoint's own calls (seeding): never refused by a service quota.
-    quota_exempt: bool = False
-
-    @property
-    def partition(self) -> str:
-        if self.region.startswith("cn-"):
-            return "aws-cn"
-        if self.region.startswith("us-gov-"):
-            return "aws-us-gov"
-        return "aws"
-
-    @property
-    def arn_prefix(self) -> str:
-        """The start of every ARN minted for this caller: partition, Region and account."""
-        return f"arn:{self.partition}:cleanrooms-ml:{self.region}:{self.account_id}:"
-
-    def arn(self, kind: str, resource_id: str, membership: str | None = None) -> str:
-        prefix = self.arn_prefix
-        if membership is None:
-            return f"{prefix}{kind}/{resource_id}"
-        return f"{prefix}membership/{membership}/{kind}/{resource_id}"
-
-
-@dataclass
-class Resource:
-    """One stored resource (a trained model version is one resource)."""
-
-    arn: str
-    version: str
-    kind: str
-    membership: str
-    name: str
-    created: float
-    phases: list[list[Any]]
-    details: dict[str, str] | None
-    # The request members it was created with; stored JSON is decoded on first use (a poll whose
-    # response is cached never needs it).
-    body_data: dict[str, Any] | str
-    tags: dict[str, str] | None = None  # filled by Store.get (same query)
-
-    @property
-    def body(self) -> dict[str, Any]:
-        if isinstance(self.body_data, str):
-            self.body_data = json.loads(self.body_data)
-        return self.body_data  # type: ignore[return-value]
-
-    def status_at(self, now: float) -> tuple[str | None, float]:
-        """``(status, since)`` at ``now``; resources without a lifecycle return ``(None, created)``."""
-        status, since = None, self.created
-        for start, phase_status in self.phases:
-            if start <= now:
-                status, since = phase_status, start
-            else:
-                break
-        return status, since
-
-
-@dataclass
-class View:
-    """A read response the wire layer may cache: equal keys always render equal responses."""
-
-    key: tuple[Any, ...]
-    build: Callable[[], dict[str, Any]]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -454,8 +375,6 @@ class CleanRoomsMLBackend:
 
     def logs_decision(self, res: Resource) -> tuple[str, str | None, dict[str, Any] | None]:
         """``(logsStatus, logsStatusDetails, containerLogs policy)`` of a job (see emulator/logs.py)."""
-        from airflow_cleanrooms.emulator.logs import logs_publishing
-
         key = (res.arn, res.version)
         decision = self._logs_decisions.get(key)
         if decision is None:
@@ -533,7 +452,7 @@ class CleanRoomsMLBackend:
             status, _ = fresh.status_at(now)
             if status in ("CANCEL_PENDING", "CANCEL_IN_PROGRESS"):
                 return
-            if status not in CANCELLABLE:
+            if status not in PENDING_OR_IN_PROGRESS:
                 raise ConflictException(f"The {what} {res.arn} is {status} and cannot be cancelled")
             c = self.timings.cancel_seconds
             fresh.phases = [p for p in fresh.phases if p[0] <= now]

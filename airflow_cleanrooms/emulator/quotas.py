@@ -27,21 +27,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_cleanrooms.emulator.errors import ServiceQuotaExceededException
-from airflow_cleanrooms.emulator.models import INFERENCE_JOB, STATUS_SHAPES, TRAINED_MODEL
-from airflow_cleanrooms.service_model import enum_values
+from airflow_cleanrooms.emulator.resources import INFERENCE_JOB, PENDING_OR_IN_PROGRESS, TRAINED_MODEL
 
 if TYPE_CHECKING:
     import sqlite3
 
     from airflow_cleanrooms.emulator.limits import Limits
-    from airflow_cleanrooms.emulator.models import Caller, Store
+    from airflow_cleanrooms.emulator.models import Store
+    from airflow_cleanrooms.emulator.resources import Caller
 
 #: The statuses a quota counts ("pending/in-progress").
-QUOTA_STATUSES = ("CREATE_PENDING", "CREATE_IN_PROGRESS")
-for _kind in (INFERENCE_JOB, TRAINED_MODEL):
-    _missing = set(QUOTA_STATUSES) - set(enum_values(STATUS_SHAPES[_kind]))
-    if _missing:  # the model is the source of truth for statuses
-        raise RuntimeError(f"{STATUS_SHAPES[_kind]} has no status {sorted(_missing)}")
+QUOTA_STATUSES = PENDING_OR_IN_PROGRESS
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import json
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -37,9 +34,16 @@ from airflow_cleanrooms.emulator.errors import (
 )
 from airflow_cleanrooms.emulator.faults import DROP, ERROR, THROTTLE, FaultInjector
 from airflow_cleanrooms.emulator.limits import Limits
-from airflow_cleanrooms.emulator.models import Caller, View
 from airflow_cleanrooms.emulator.ratelimit import RequestRateLimiter
+from airflow_cleanrooms.emulator.resources import Caller
 from airflow_cleanrooms.emulator.routes import router
+from airflow_cleanrooms.emulator.wire import (
+    HttpReply,
+    HttpRequest,
+    View,
+    error_reply,
+    new_request_id,
+)
 from airflow_cleanrooms.service_model import camel_to_snake, find_input_issues, operation_model
 
 if TYPE_CHECKING:
@@ -51,44 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("airflow_cleanrooms.emulator")
 
 CONTROL_PREFIX = "/_emulator/"
-# Request ids are UUID-shaped: a random per-process prefix and a counter.
-_REQUEST_ID_PREFIX = str(uuid.uuid4())[:24]
-_REQUEST_COUNTER = itertools.count(1)
-
-
-def new_request_id() -> str:
-    return f"{_REQUEST_ID_PREFIX}{next(_REQUEST_COUNTER) % 16**12:012x}"
-
-
-@dataclass
-class HttpRequest:
-    method: str
-    raw_path: str
-    query_string: str
-    headers: Mapping[str, str]  # case-insensitive mapping
-    body: bytes
-
-
-@dataclass
-class HttpReply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds to wait before answering (injected latency)
-    drop: bool = False  # close the connection without answering
-
-
-def json_reply(status: int, payload: Any, request_id: str | None = None) -> HttpReply:
-    headers = {"Content-Type": "application/json"}
-    if request_id:
-        headers["x-amzn-RequestId"] = request_id
-    return HttpReply(status, json.dumps(payload, default=str).encode(), headers)
-
-
-def error_reply(error: EmulatorError, request_id: str) -> HttpReply:
-    reply = json_reply(error.status, {**error.members, "message": error.message}, request_id)
-    reply.headers["x-amzn-ErrorType"] = error.code
-    return reply
 
 
 def _query_value(shape: Shape, values: list[str], name: str) -> Any:

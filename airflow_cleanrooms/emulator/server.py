@@ -27,8 +27,9 @@ from airflow_cleanrooms.emulator.logs import ContainerLogs
 from airflow_cleanrooms.emulator.models import CleanRoomsMLBackend, Store, Timings
 from airflow_cleanrooms.emulator.quotas import JobQuotas
 from airflow_cleanrooms.emulator.requestlog import RequestLog
-from airflow_cleanrooms.emulator.responses import CleanRoomsMLResponses, HttpRequest
+from airflow_cleanrooms.emulator.responses import CleanRoomsMLResponses
 from airflow_cleanrooms.emulator.sts import StsService
+from airflow_cleanrooms.emulator.wire import HttpRequest
 
 if TYPE_CHECKING:
     from types import TracebackType

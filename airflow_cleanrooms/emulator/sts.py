@@ -30,7 +30,7 @@ import botocore.session
 from airflow_cleanrooms.emulator.credentials import Authenticator, Identity, mint_session
 from airflow_cleanrooms.emulator.errors import EmulatorError
 from airflow_cleanrooms.emulator.limits import DEFAULT_CREDENTIAL_SECONDS
-from airflow_cleanrooms.emulator.responses import HttpReply, HttpRequest, new_request_id
+from airflow_cleanrooms.emulator.wire import HttpReply, HttpRequest, new_request_id
 
 if TYPE_CHECKING:
     from botocore.model import ServiceModel, Shape

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_cleanrooms.emulator.logs import LOG_GROUPS
-from airflow_cleanrooms.emulator.models import INFERENCE_JOB, TRAINED_MODEL
+from airflow_cleanrooms.emulator.resources import INFERENCE_JOB, TRAINED_MODEL
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.pytest_plugin import EmulatorHandle
