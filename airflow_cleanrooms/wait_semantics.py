@@ -22,6 +22,7 @@ What a wait on a Clean Rooms ML resource means, in one place.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import json
 import threading
@@ -213,8 +214,7 @@ def load_waiter_config(
         return cached
     model: dict[str, Any]
     if hook.waiter_path and waiter_name in hook._list_custom_waiters():
-        with open(hook.waiter_path) as waiter_file:
-            model = json.load(waiter_file)
+        model = copy.deepcopy(_waiter_model(str(hook.waiter_path)))  # overrides update a copy
     else:
         loader = botocore.session.get_session().get_component("data_loader")
         model = loader.load_service_model(service, "waiters-2")
@@ -259,9 +259,15 @@ def match_acceptors(acceptors: tuple[Acceptor, ...], response: Mapping[str, Any]
 
 
 @functools.cache
+def _waiter_model(path: str) -> dict[str, Any]:
+    """A waiter JSON file, read once per process (the packaged one serves every hook and kind)."""
+    with open(path) as waiter_file:
+        model: dict[str, Any] = json.load(waiter_file)
+    return model
+
+
 def _packaged_waiters() -> dict[str, Any]:
-    with open(WAITERS_FILE) as waiter_file:
-        waiters: dict[str, Any] = json.load(waiter_file)["waiters"]
+    waiters: dict[str, Any] = _waiter_model(str(WAITERS_FILE))["waiters"]
     return waiters
 
 
@@ -327,6 +333,12 @@ class ResourceKind:
     @property
     def success_statuses(self) -> frozenset[str]:
         return self._status_acceptors["success"]
+
+    @functools.cached_property
+    def done_status(self) -> str:
+        """The one status the waiter accepts as done (``ACTIVE``)."""
+        (status,) = self.success_statuses
+        return status
 
     @property
     def failure_statuses(self) -> frozenset[str]:
@@ -586,7 +598,7 @@ def raise_for_wait_event(
         except Exception as error:
             log.warning("Could not read the final status of %s: %s", arn, error)
             if event.get("status") == "success":
-                fields["job_status"] = "ACTIVE"
+                fields["job_status"] = kind.done_status
     log_final_state(kind, arn, fields, log)
     if event.get("status") == "success":
         return

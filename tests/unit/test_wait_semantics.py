@@ -13,6 +13,7 @@ from airflow_cleanrooms.service_model import service_model
 from airflow_cleanrooms.wait_semantics import (
     ML_INPUT_CHANNEL,
     PUBLISHING_MEMBERS,
+    RESOURCE_KINDS,
     THROTTLING_ERROR_CODES,
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
@@ -95,6 +96,20 @@ def test_plain_success_event_reads_the_final_state_once() -> None:
 
     raise_for_wait_event(TRAINED_MODEL_INFERENCE_JOB, ARN, {"status": "success"}, read_state, LOG)
     assert reads == [1]
+
+
+def test_a_success_event_whose_state_cannot_be_read_ends_in_the_waiters_done_status(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def unreadable() -> ResourceState:
+        raise ConnectionError("gone")
+
+    with caplog.at_level(logging.INFO, logger="test"):
+        raise_for_wait_event(TRAINED_MODEL, ARN, {"status": "success"}, unreadable, LOG)
+    assert f"status:           {TRAINED_MODEL.done_status}" in caplog.text
+    # "done" is the waiter's one success acceptor, a status of the model's enum, for every kind.
+    for kind in RESOURCE_KINDS:
+        assert kind.success_statuses == {kind.done_status} and kind.done_status in kind.statuses
 
 
 # ---- the final state block -----------------------------------------------------------------------
