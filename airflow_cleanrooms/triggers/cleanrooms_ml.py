@@ -31,9 +31,42 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
-class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
+class _CleanRoomsMLTrigger(CleanRoomsMLBaseWaiterTrigger):
     """
-    Shared behaviour of the provider's triggers.
+    What every trigger of the provider shares: the Clean Rooms ML hook, and the request-rate keyword
+    serialized beside ``AwsBaseWaiterTrigger``'s AWS keywords (``aws_conn_id``, ``region_name``,
+    ``verify``, ``botocore_config``), which pass through ``**waiter_and_aws``.
+
+    :param max_requests_per_second: The most requests per second that the triggerer's waits on one
+        account, Region and operation make together (they slow down further when AWS throttles).
+        (default: 5, AWS's published quota; ``None``: unlimited)
+    """
+
+    aws_hook_class = CleanRoomsMLHook
+
+    def __init__(
+        self,
+        *,
+        serialized_fields: dict[str, Any],
+        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
+        **waiter_and_aws: Any,
+    ) -> None:
+        self.max_requests_per_second = max_requests_per_second
+        super().__init__(
+            serialized_fields={**serialized_fields, "max_requests_per_second": max_requests_per_second},
+            **waiter_and_aws,
+        )
+
+
+class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
+    """
+    Wait for one resource of a kind (``kind``) to become ``ACTIVE``: the public triggers below only
+    name their kind, as the amazon provider's ``SageMakerTrigger`` serves several job types by key.
+
+    The resource is given by the keyword named after its kind's ARN member
+    (``trained_model_inference_job_arn``, ``trained_model_arn``, ``ml_input_channel_arn``: the key of
+    the success event and of the operator's XCom too), and a trained model's version by
+    ``version_identifier``.
 
     - Error events carry the final ``job_status`` and ``status_details`` when the waiter stopped on a
       failure status (taken from the waiter's last response).
@@ -45,6 +78,8 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
       (shared client pool, poll scheduler), streams found by ``log_stream_prefix`` (default: the
       job's id).
 
+    :param membership_identifier: The membership ID of the membership that contains the resource.
+    :param version_identifier: The version of the trained model to wait for (trained models only).
     :param waiter_delay: Seconds between checks. (default: 60)
     :param waiter_max_attempts: Checks before the wait gives up. (default: 720)
     :param cancel_on_kill: Cancel the resource if the deferred task is killed; set by the operator
@@ -52,46 +87,42 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
     :param print_log: Stream the job's container logs into the trigger's log. (default: ``False``)
     :param log_stream_prefix: Follow the streams whose names start with this (default: the job's id).
     :param log_mask_values: The task's secrets, masked in streamed lines.
-    :param aws_conn_id: The Airflow connection for AWS. (default: ``aws_default``)
-    :param region_name: AWS Region; the connection's when not given.
-    :param verify: Whether to verify SSL certificates, or a CA bundle path.
-    :param botocore_config: A ``botocore.config.Config`` as a dict.
-    :param max_requests_per_second: The most requests per second that the triggerer's waits on one
-        account, Region and operation make together (they slow down further when AWS throttles).
-        (default: 5, AWS's published quota; ``None``: unlimited)
+    :param arn_and_aws: the resource's ARN under its kind's key, ``max_requests_per_second`` and the
+        AWS keywords (see :class:`_CleanRoomsMLTrigger`).
     """
 
-    aws_hook_class = CleanRoomsMLHook
     kind: ClassVar[ResourceKind]
 
     def __init__(
         self,
         *,
         membership_identifier: str,
-        arn: str,
-        serialized_fields: dict[str, Any],
-        waiter_args_extra: dict[str, Any] | None = None,
+        version_identifier: str | None = None,
         cancel_on_kill: bool = False,
         print_log: bool = False,
         log_stream_prefix: str | None = None,
         log_mask_values: list[str] | None = None,
         waiter_delay: int = 60,
         waiter_max_attempts: int = 720,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
-        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
+        **arn_and_aws: Any,
     ) -> None:
         kind = self.kind
-        self.max_requests_per_second = max_requests_per_second
+        arn_key = kind.arn_member_snake
+        if arn_key not in arn_and_aws:
+            raise TypeError(f"{type(self).__name__} needs {arn_key}")
+        if version_identifier is not None and kind.version_member is None:
+            raise TypeError(f"a {kind.label} has no version: version_identifier is not allowed")
+        arn = str(arn_and_aws.pop(arn_key))
         self.membership_identifier = membership_identifier
         self.arn = arn
         self.cancel_on_kill = cancel_on_kill
         self.print_log = print_log
         self.log_stream_prefix = log_stream_prefix
         self.log_mask_values = list(log_mask_values or [])
-        self.waiter_args_extra = {k: v for k, v in (waiter_args_extra or {}).items() if v is not None}
+        self.waiter_args_extra = {"versionIdentifier": version_identifier} if version_identifier else {}
+        identity: dict[str, Any] = {"membership_identifier": membership_identifier, arn_key: arn}
+        if version_identifier:
+            identity["version_identifier"] = version_identifier
         streaming: dict[str, Any] = {}
         if print_log:
             # log_mask_values: the task's secrets, masked in streamed lines (trigger kwargs are
@@ -102,29 +133,18 @@ class _CleanRoomsMLResourceTrigger(CleanRoomsMLBaseWaiterTrigger):
                 "log_mask_values": self.log_mask_values,
             }
         super().__init__(
-            serialized_fields={
-                **serialized_fields,
-                "cancel_on_kill": cancel_on_kill,
-                "max_requests_per_second": max_requests_per_second,
-                **streaming,
-            },
+            serialized_fields={**identity, "cancel_on_kill": cancel_on_kill, **streaming},
             waiter_name=kind.waiter_name,
             waiter_args=kind.request(membership_identifier, arn, **self.waiter_args_extra),
             failure_message=f"{kind.label.capitalize()} {arn} failed",
             status_message=f"{kind.label.capitalize()} {arn} status is",
             status_queries=["status", "statusDetails"],
-            return_key=kind.arn_member_snake,
+            return_key=arn_key,
             return_value=arn,
             waiter_delay=waiter_delay,
             waiter_max_attempts=waiter_max_attempts,
-            aws_conn_id=aws_conn_id,
-            region_name=region_name,
-            verify=verify,
-            botocore_config=botocore_config,
+            **arn_and_aws,
         )
-
-    def hook(self) -> CleanRoomsMLHook:
-        return CleanRoomsMLHook(**trigger_hook_parameters(self))
 
     async def _wait(self, client: Any, waiter: Any, client_key: Any = None) -> Any:
         """The status wait, with the container logs streamed beside it when ``print_log`` is set."""
@@ -178,32 +198,15 @@ class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceT
 
     :param membership_identifier: The membership ID of the membership that contains the job.
     :param trained_model_inference_job_arn: The ARN of the trained model inference job.
-    :param kwargs: the waiter and AWS arguments of :class:`_CleanRoomsMLResourceTrigger`.
+    :param kwargs: the waiter, streaming and AWS arguments of :class:`_CleanRoomsMLResourceTrigger`.
     """
 
     kind = TRAINED_MODEL_INFERENCE_JOB
 
-    def __init__(
-        self,
-        *,
-        membership_identifier: str,
-        trained_model_inference_job_arn: str,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            membership_identifier=membership_identifier,
-            arn=trained_model_inference_job_arn,
-            serialized_fields={
-                "membership_identifier": membership_identifier,
-                "trained_model_inference_job_arn": trained_model_inference_job_arn,
-            },
-            **kwargs,
-        )
-
 
 class CleanRoomsMLTrainedModelCompleteTrigger(_CleanRoomsMLResourceTrigger):
     """
-    Wait for a trained model to become ``ACTIVE``.
+    Wait for a trained model (or one version of it) to become ``ACTIVE``.
 
     Emits ``{"status": "success", "trained_model_arn": ...}`` or an error event carrying
     ``job_status`` and ``status_details``.
@@ -211,32 +214,10 @@ class CleanRoomsMLTrainedModelCompleteTrigger(_CleanRoomsMLResourceTrigger):
     :param membership_identifier: The membership ID of the membership that contains the trained model.
     :param trained_model_arn: The ARN of the trained model.
     :param version_identifier: The version of the trained model to wait for (optional).
-    :param kwargs: the waiter and AWS arguments of :class:`_CleanRoomsMLResourceTrigger`.
+    :param kwargs: the waiter, streaming and AWS arguments of :class:`_CleanRoomsMLResourceTrigger`.
     """
 
     kind = TRAINED_MODEL
-
-    def __init__(
-        self,
-        *,
-        membership_identifier: str,
-        trained_model_arn: str,
-        version_identifier: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        fields: dict[str, Any] = {
-            "membership_identifier": membership_identifier,
-            "trained_model_arn": trained_model_arn,
-        }
-        if version_identifier:
-            fields["version_identifier"] = version_identifier
-        super().__init__(
-            membership_identifier=membership_identifier,
-            arn=trained_model_arn,
-            serialized_fields=fields,
-            waiter_args_extra={"versionIdentifier": version_identifier},
-            **kwargs,
-        )
 
 
 class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
@@ -252,25 +233,8 @@ class CleanRoomsMLInputChannelActiveTrigger(_CleanRoomsMLResourceTrigger):
 
     kind = ML_INPUT_CHANNEL
 
-    def __init__(
-        self,
-        *,
-        membership_identifier: str,
-        ml_input_channel_arn: str,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            membership_identifier=membership_identifier,
-            arn=ml_input_channel_arn,
-            serialized_fields={
-                "membership_identifier": membership_identifier,
-                "ml_input_channel_arn": ml_input_channel_arn,
-            },
-            **kwargs,
-        )
 
-
-class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
+class CleanRoomsMLJobQuotaSlotTrigger(_CleanRoomsMLTrigger):
     """
     Wait, in the triggerer, until a start refused by a job quota may succeed; the task then starts again.
 
@@ -293,12 +257,10 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
     :param quota_value: The quota's value from the refusal (``None``: unknown; fires after an interval).
     :param deadline: When to stop waiting (seconds since the epoch).
     :param poll_interval: Seconds between checks.
-    :param kwargs: the AWS arguments ``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``.
-    :param max_requests_per_second: The listing takes turns on the triggerer's shared rate limiter of
-        the account, Region and operation, as the other waits do. (default: 5; ``None``: unlimited)
+    :param aws: ``max_requests_per_second`` (the listing takes turns on the triggerer's shared rate
+        limiter, as the other waits do) and the AWS keywords (see :class:`_CleanRoomsMLTrigger`).
     """
 
-    aws_hook_class = CleanRoomsMLHook
     #: Fraction of ``poll_interval`` by which a check may come earlier, at random.
     jitter: float = 0.5
 
@@ -313,14 +275,9 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
         poll_interval: float = 60,
         waiter_delay: int | None = None,
         waiter_max_attempts: int = 1,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
-        max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
+        **aws: Any,
     ) -> None:
         kind = self.resource_kind(resource)
-        self.max_requests_per_second = max_requests_per_second
         assert kind.list_operation is not None
         self.kind = kind
         self.membership_identifier = membership_identifier
@@ -336,7 +293,6 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
                 "quota_value": quota_value,
                 "deadline": self.deadline,
                 "poll_interval": self.check_interval,
-                "max_requests_per_second": max_requests_per_second,
             },
             waiter_name=kind.waiter_name,
             waiter_args={"membershipIdentifier": membership_identifier, "maxResults": kind.list_page_size},
@@ -347,10 +303,7 @@ class CleanRoomsMLJobQuotaSlotTrigger(CleanRoomsMLBaseWaiterTrigger):
             return_value=membership_identifier,
             waiter_delay=int(self.check_interval),
             waiter_max_attempts=waiter_max_attempts,
-            aws_conn_id=aws_conn_id,
-            region_name=region_name,
-            verify=verify,
-            botocore_config=botocore_config,
+            **aws,
         )
 
     @staticmethod
