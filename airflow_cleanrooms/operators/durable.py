@@ -152,14 +152,38 @@ class CleanRoomsMLDurableMixin(ResumableJobMixin):
         """Validate, then start or reconnect; wait (sync or deferred) as the operator is configured."""
         self.build_request()
         say_fallbacks(self.log, durable=self.durable)
-        store = context.get("task_state_store") if self.durable and AIRFLOW_V_3_3_PLUS else None
+        store = self._task_state_store(context)
         if store is not None and not self.deferrable:
             return self.execute_resumable(context)
         job, status = self._resume_from_store(store, context) if store is not None else (None, None)
         if job is None:
             job, status = self._find_or_start(context)
-            if store is not None:
-                store.set(self.external_id_key, job.to_dict())
+            self._remember(store, job)
+        return self._then_wait(context, job, status)
+
+    def execute_at_start_call(self, context: Context) -> Any:
+        """
+        Resume at the start call: after a deferred quota wait, the task makes its start call again.
+
+        The request is built again (no API call); the lookup for a job an earlier try started is not
+        made again: it ran before this try's first start call, and a refused start starts nothing, so
+        the task's durable state is what it was then. The start call itself is the same tagged, at
+        most once start.
+        """
+        self.build_request()
+        job, status = self._find_or_start(context, look_first=False)
+        self._remember(self._task_state_store(context), job)
+        return self._then_wait(context, job, status)
+
+    def _task_state_store(self, context: Context) -> Any:
+        return context.get("task_state_store") if self.durable and AIRFLOW_V_3_3_PLUS else None
+
+    def _remember(self, store: Any, job: JobRef) -> None:
+        """Keep the job in the task state store (Airflow 3.3+), for a retry to reconnect to."""
+        if store is not None:
+            store.set(self.external_id_key, job.to_dict())
+
+    def _then_wait(self, context: Context, job: JobRef, status: str | None) -> Any:
         if self.kind.is_success(status):
             return self.job_result(context, job)  # found ACTIVE: nothing to wait for
         return self.wait_for_job(context, job)
@@ -217,8 +241,13 @@ class CleanRoomsMLDurableMixin(ResumableJobMixin):
         self.log.warning("Stored job %s is %s; starting a fresh one", job.arn, status)
         return None, None
 
-    def _find_or_start(self, context: Context) -> tuple[JobRef, str | None]:
-        """The job this task instance already started (and its listed status), or a new one."""
+    def _find_or_start(self, context: Context, *, look_first: bool = True) -> tuple[JobRef, str | None]:
+        """
+        The job this task instance already started (and its listed status), or a new one.
+
+        :param look_first: look for the task instance's job before the start call (``False``: only
+            after an ambiguous failure of the start call, as always).
+        """
         request = dict(self.request)
         identity = context_identity(context)
         if identity is None:
@@ -238,7 +267,7 @@ class CleanRoomsMLDurableMixin(ResumableJobMixin):
                 max_tag_lookups=self.durable_max_tag_lookups,
             )
 
-        own = find()
+        own = find() if look_first else None
         if own is not None:
             self.log.info(
                 "Found job %s (%s) started by an earlier try of this task instance; not starting another",

@@ -12,8 +12,9 @@ at once. :class:`CleanRoomsMLQuotaWaitMixin` wraps the operator's one start call
 * **deferrable** -> the wait runs in the triggerer
   (:class:`~airflow_cleanrooms.triggers.cleanrooms_ml.CleanRoomsMLJobQuotaSlotTrigger`), which frees
   the worker slot; the task resumes in :meth:`~CleanRoomsMLQuotaWaitMixin.execute_after_quota_wait`
-  and goes through its whole start path again (validation, the durable lookup, the start), which may
-  be refused again and defer again;
+  at its start call, as the sync wait does (the request is built again, without an API call; the
+  durable lookup ran before the first start call and a refused start created nothing), which may be
+  refused again and defer again;
 * **sync** -> the wait runs in the worker (``time.sleep``);
 * checks are ``quota_poll_interval`` apart, shortened at random by up to half, so that tasks refused
   together come back at different times;
@@ -97,7 +98,7 @@ class CleanRoomsMLQuotaWaitMixin:
         verify: bool | str | None
         botocore_config: dict[str, Any] | None
 
-        def execute(self, context: Context) -> Any: ...
+        def execute_at_start_call(self, context: Context) -> Any: ...
 
     @_apply_defaults  # type: ignore[type-var,misc,unused-ignore]
     def __init__(
@@ -210,7 +211,7 @@ class CleanRoomsMLQuotaWaitMixin:
     def execute_after_quota_wait(
         self, context: Context, event: dict[str, Any] | None = None, quota_wait_started: float | None = None
     ) -> Any:
-        """Resume after the quota trigger fired: the whole start path again (it may wait again)."""
+        """Resume after the quota trigger fired, at the start call (it may be refused and wait again)."""
         self._quota_wait_started = quota_wait_started
         if event and event.get("pending_jobs") is not None:
             self.log.info(
@@ -218,4 +219,4 @@ class CleanRoomsMLQuotaWaitMixin:
                 event["pending_jobs"],
                 event.get("quota_name"),
             )
-        return self.execute(context)
+        return self.execute_at_start_call(context)

@@ -264,12 +264,11 @@ def test_deferrable_refusal_defers_to_the_quota_trigger_then_starts(stub_for, ti
     assert trigger.max_requests_per_second == op.max_requests_per_second  # the triggerer's shared limiter
     assert clock == []  # nothing slept in the worker
 
-    # The trigger fired: a fresh task process resumes, looks for its job again, starts, then defers
-    # on the completion trigger.
+    # The trigger fired: a fresh task process resumes at its start call (no second lookup: nothing
+    # was started since the first), starts, then defers on the completion trigger.
     clock_before = time.time()
     resumed = make(deferrable=True, wait_for_completion=True, quota_wait_timeout=3600)
     stubber = stub_for(resumed)
-    stubber.add_response(LIST, holding(4), LIST_REQUEST)
     stubber.add_response(START, {"trainedModelInferenceJobArn": JOB_ARN}, tagged(ti))
     with pytest.raises(TaskDeferred) as deferred:
         resumed.execute_after_quota_wait(
@@ -283,8 +282,7 @@ def test_deferrable_refusal_defers_to_the_quota_trigger_then_starts(stub_for, ti
 def test_deferrable_bound_is_counted_across_deferrals(stub_for, ti, clock) -> None:
     op = make(deferrable=True, quota_wait_timeout=600)
     stubber = stub_for(op)
-    stubber.add_response(LIST, holding(0), LIST_REQUEST)
-    refuse(stubber, START, tagged(ti))
+    refuse(stubber, START, tagged(ti))  # resumed at the start call: no lookup first
     # The first refusal was 601 s ago (carried in the deferral's kwargs): this refusal ends the wait.
     with pytest.raises(CleanRoomsMLQuotaWaitTimeoutError, match="10m01s"):
         op.execute_after_quota_wait(
