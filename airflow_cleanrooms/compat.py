@@ -12,7 +12,7 @@ and hands out either the real thing or what the older release can do instead:
   from where Airflow 3.0 itself has them (so secrets are still masked there).
 * ``ResumableJobMixin`` and the ``task_state_store`` (Airflow 3.3+): below 3.3 the operators'
   durable execution uses the job's identity tag only (the lookup in
-  :mod:`airflow_cleanrooms.operators.durable`), which needs neither.
+  :mod:`airflow_cleanrooms.operators.start`), which needs neither.
 * botocore model members newer than the installed botocore: the service model is read from the
   installed botocore (:mod:`airflow_cleanrooms.service_model`), so such members are simply not
   offered; :func:`missing_model_members` names them.

@@ -14,7 +14,7 @@ One start path, ``execute``::
     return self.wait_for_job(context, job)          # wait (poll or defer) and return the ARN
 
 The inference-job and trained-model operators put durable execution around those steps
-(:class:`~airflow_cleanrooms.operators.durable.CleanRoomsMLDurableMixin`). What "done" and
+(:class:`~airflow_cleanrooms.operators.start.CleanRoomsMLDurableMixin`). What "done" and
 "transient" mean, and what a trigger's event makes of the task, is :mod:`airflow_cleanrooms.wait_semantics`.
 """
 
@@ -48,8 +48,6 @@ from airflow_cleanrooms.links.cleanrooms_ml import (
     _CleanRoomsMLLink,
     persist_logs_link,
 )
-from airflow_cleanrooms.operators.durable import CleanRoomsMLDurableMixin
-from airflow_cleanrooms.operators.quota import CleanRoomsMLQuotaWaitMixin
 from airflow_cleanrooms.operators.request import (
     CLI_INPUT_JSON,
     CLI_INPUT_YAML,
@@ -60,6 +58,7 @@ from airflow_cleanrooms.operators.request import (
     redacted_for_log,
     suggest_argument,
 )
+from airflow_cleanrooms.operators.start import CleanRoomsMLDurableMixin, CleanRoomsMLQuotaWaitMixin
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLInputChannelActiveTrigger,
     CleanRoomsMLTrainedModelCompleteTrigger,
@@ -491,12 +490,12 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(
         replaced (task state store on Airflow 3.3+, plus a lookup by an identity tag that also
         covers a crash right after the start call, deferrable mode and older Airflow). A name held
         by a running job of another task fails the task before any start. (default: ``True``; see
-        :mod:`airflow_cleanrooms.operators.durable`)
+        :mod:`airflow_cleanrooms.operators.start`)
     :param quota_wait_timeout: A start refused by the job quotas (5 pending/in-progress inference jobs
         per membership, 10 per account by default) waits for a free slot (in the triggerer when
         ``deferrable``) and starts then; after this long (seconds or a ``timedelta``) the task fails
         naming the quota. A quota below 1 fails at once. (default: 6 hours; templated; see
-        :mod:`airflow_cleanrooms.operators.quota`)
+        :mod:`airflow_cleanrooms.operators.start`)
     :param quota_poll_interval: Seconds between checks for a free slot. (default: 60)
     """
 
@@ -593,11 +592,11 @@ class CleanRoomsMLCreateTrainedModelOperator(
 
     :param durable: A retried task finds the trained model (version) it already created instead of
         training another, as for the inference-job operator. (default: ``True``; see
-        :mod:`airflow_cleanrooms.operators.durable`)
+        :mod:`airflow_cleanrooms.operators.start`)
     :param quota_wait_timeout: A start refused by the training-job quotas (5 pending/in-progress per
         membership, 10 per account by default) waits for a free slot and trains then; after this
         long (seconds or a ``timedelta``) the task fails naming the quota. A quota below 1 fails at
-        once. (default: 6 hours; templated; see :mod:`airflow_cleanrooms.operators.quota`)
+        once. (default: 6 hours; templated; see :mod:`airflow_cleanrooms.operators.start`)
     :param quota_poll_interval: Seconds between checks for a free slot. (default: 60)
     """
 

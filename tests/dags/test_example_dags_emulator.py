@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY
 from tests.dags.dags_support import INFERENCE, TRAIN_AND_INFER, nodash, task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

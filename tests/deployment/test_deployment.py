@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY
 
 from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, ExampleRun, name_prefix
 

@@ -19,7 +19,7 @@ from typing import Any
 import pendulum
 import pytest
 
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY
 
 pytestmark = [pytest.mark.integration]
 

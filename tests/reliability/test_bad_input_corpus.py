@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
+from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY, task_instance_identity
 from tests.reliability.dags.bad_input_corpus import CORPUS, RENDERED_STRING, BadInput, arguments
 from tests.reliability.durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 

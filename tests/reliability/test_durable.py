@@ -18,8 +18,8 @@ from airflow_cleanrooms.operators.cleanrooms_ml import (
     CleanRoomsMLCreateTrainedModelOperator,
     CleanRoomsMLStartTrainedModelInferenceJobOperator,
 )
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
 from airflow_cleanrooms.operators.request import build_request
+from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY, task_instance_identity
 from airflow_cleanrooms.service_model import RESERVED_TAG_KEY_PREFIX, service_model, shape_limits
 from tests.reliability.durable_support import FakeTaskInstance, FakeTaskStateStore, make_context
 

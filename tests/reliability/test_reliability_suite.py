@@ -31,7 +31,7 @@ from botocore.config import Config
 
 from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess
 from airflow_cleanrooms.emulator.pytest_plugin import connection_json
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, task_instance_identity
+from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY, task_instance_identity
 from tests.reliability.dags.bad_input_corpus import CORPUS
 from tests.reliability.dags.reliability_dags import BAD_INPUTS, DAG_IDS
 from tests.reliability.tables import render_table

@@ -1,5 +1,6 @@
 """
-Durable execution (operators/durable.py and the hook's lookup) against botocore's Stubber.
+Durable execution (CleanRoomsMLDurableMixin in operators/start.py, and the hook's lookup) against
+botocore's Stubber.
 
 Each test queues exactly the calls the decision should make; the Stubber fails the test on any
 other call (a second start included) and on any queued call left unmade.
@@ -14,7 +15,7 @@ import pytest
 from airflow_cleanrooms.compat import TaskDeferred
 from airflow_cleanrooms.exceptions import CleanRoomsMLRequestError
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY, context_identity, task_instance_identity
+from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY, context_identity, task_instance_identity
 from airflow_cleanrooms.wait_semantics import TRAINED_MODEL_INFERENCE_JOB
 from tests.unit.unit_support import (
     ACCOUNT,
@@ -191,7 +192,7 @@ class _Store:
 
 
 @pytest.mark.skipif(
-    not __import__("airflow_cleanrooms.operators.durable", fromlist=["x"]).AIRFLOW_V_3_3_PLUS,
+    not __import__("airflow_cleanrooms.operators.start", fromlist=["x"]).AIRFLOW_V_3_3_PLUS,
     reason="the task state store arrived in Airflow 3.3",
 )
 class TestTaskStateStore:

@@ -1,5 +1,6 @@
 """
-Quota-aware starts (operators/quota.py and CleanRoomsMLJobQuotaSlotTrigger) against botocore's Stubber.
+Quota-aware starts (CleanRoomsMLQuotaWaitMixin in operators/start.py, and CleanRoomsMLJobQuotaSlotTrigger)
+against botocore's Stubber.
 
 A refused start answers ``ServiceQuotaExceededException`` as the service does (402, ``quotaName``,
 ``quotaValue``). Each test queues exactly the calls the operator should make, so a second start, a
@@ -22,7 +23,7 @@ from airflow_cleanrooms.operators.cleanrooms_ml import (
     CleanRoomsMLCreateTrainedModelOperator,
     CleanRoomsMLStartTrainedModelInferenceJobOperator,
 )
-from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLJobQuotaSlotTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
@@ -159,9 +160,9 @@ def test_sync_refused_start_waits_for_a_slot_then_starts(stub_for, context, ti, 
 def test_sync_wait_gives_up_after_the_bound_naming_the_quota(
     stub_for, context, ti, clock, monkeypatch
 ) -> None:
-    import airflow_cleanrooms.operators.quota as quota_module
+    import airflow_cleanrooms.operators.start as start_module
 
-    monkeypatch.setattr(quota_module._RNG, "uniform", lambda _low, high: high)  # every wait a full interval
+    monkeypatch.setattr(start_module._RNG, "uniform", lambda _low, high: high)  # every wait a full interval
     op = make(quota_wait_timeout="70")  # as rendered from a template
     stubber = stub_for(op)
     stubber.add_response(LIST, holding(0), LIST_REQUEST)

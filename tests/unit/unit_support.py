@@ -146,7 +146,7 @@ class FakeTaskInstance:
     @property
     def identity(self) -> str:
         """The identity tag value durable execution puts on the jobs this task instance starts."""
-        from airflow_cleanrooms.operators.durable import task_instance_identity
+        from airflow_cleanrooms.operators.start import task_instance_identity
 
         return task_instance_identity(self.dag_id, self.task_id, self.run_id, self.map_index)
 
@@ -168,7 +168,7 @@ def expect_durable_start(
     Queue what a durable start calls: the membership's listing (``listed``, default empty), then the
     start call with the request plus the task instance's identity tag.
     """
-    from airflow_cleanrooms.operators.durable import IDENTITY_TAG_KEY
+    from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY
     from airflow_cleanrooms.wait_semantics import RESOURCE_KINDS
 
     kind = next(
