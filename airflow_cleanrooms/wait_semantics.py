@@ -258,6 +258,73 @@ def match_acceptors(acceptors: tuple[Acceptor, ...], response: Mapping[str, Any]
     return next((a for a in acceptors if a.matches(response)), None)
 
 
+class PollVerdict(NamedTuple):
+    """
+    What one poll's outcome means for a wait (:func:`judge_poll`).
+
+    ``state``: ``success`` or ``failure`` (an acceptor ended the wait), ``retry`` (an answer, still
+    going: a retry acceptor or none), ``transient`` (no answer worth judging: throttling, 5xx, a
+    dropped connection; try again without using an attempt), or ``error`` (an error answer no
+    acceptor names: the wait cannot go on).
+    """
+
+    state: str
+    #: The acceptor's explanation, or the error's ``Code: Message``.
+    explanation: str = ""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the poll got an answer (it uses one of the wait's attempts)."""
+        return self.state in ("success", "failure", "retry")
+
+
+_STILL_GOING = PollVerdict("retry")
+
+
+def judge_poll(acceptors: tuple[Acceptor, ...], outcome: Mapping[str, Any] | BaseException) -> PollVerdict:
+    """
+    Judge one poll's outcome (a response, or the error its call raised) as ``botocore.waiter.Waiter``
+    would, with the provider's one rule for transient errors: the one judge of sync waits, sensors
+    and triggers. An error that is neither a botocore error response nor transient is raised.
+    """
+    response: Mapping[str, Any]
+    if isinstance(outcome, ClientError):
+        response = outcome.response
+    elif isinstance(outcome, BaseException):
+        if is_transient(outcome):
+            return PollVerdict("transient", f"{type(outcome).__name__}: {outcome}")
+        raise outcome
+    else:
+        response = outcome
+    matched = match_acceptors(acceptors, response)
+    if matched is not None:
+        return PollVerdict(matched.state, matched.explanation)
+    if "Error" in response:
+        info = response["Error"]
+        description = f"{info.get('Code', 'Unknown')}: {info.get('Message', '')}"
+        return PollVerdict("transient" if is_transient(response) else "error", description)
+    return _STILL_GOING
+
+
+def count_poll(
+    verdict: PollVerdict, attempts: int, streak: int, *, max_attempts: int, max_transient: int
+) -> tuple[int, int, str | None]:
+    """
+    Count one judged poll against a wait's bounds: ``(attempts, transient streak, why it ends)``.
+
+    An answered poll uses an attempt and ends a transient streak; a transient outcome lengthens the
+    streak. The wait ends ``"attempts"`` when ``max_attempts`` answers left it still going, and
+    ``"transient"`` after more than ``max_transient`` transient outcomes in a row.
+    """
+    if verdict.state == "transient":
+        streak += 1
+        return attempts, streak, "transient" if streak > max_transient else None
+    if not verdict.answered:
+        return attempts, streak, None
+    attempts += 1
+    return attempts, 0, "attempts" if verdict.state == "retry" and attempts >= max_attempts else None
+
+
 @functools.cache
 def _waiter_model(path: str) -> dict[str, Any]:
     """A waiter JSON file, read once per process (the packaged one serves every hook and kind)."""

@@ -26,13 +26,14 @@ from airflow_cleanrooms.wait_semantics import (
     WAITERS_FILE,
     ResourceKind,
     ResourceState,
+    count_poll,
     error_code,
     format_duration,
     is_throttling,
     is_transient,
+    judge_poll,
     load_waiter_config,
     log_final_state,
-    match_acceptors,
     waiter_acceptors,
 )
 
@@ -371,27 +372,29 @@ class CleanRoomsMLHook(AwsBaseHook):
         acceptors = waiter_acceptors(load_waiter_config(self, kind.waiter_name))
         started = time.monotonic()
         last_status: str | None = None
-        attempts = 0
-        error_streak = 0
+        attempts = streak = 0
+        bounds = {"max_attempts": waiter_max_attempts, "max_transient": max_error_streak}
         while True:
             try:
                 state = self.get_state(kind, membership_identifier, arn, **extra)
             except Exception as error:
-                if not is_transient(error) or error_streak >= max_error_streak:
+                # judge_poll raises what is neither an error response nor transient
+                verdict = judge_poll(acceptors, error)
+                attempts, streak, ends = count_poll(verdict, attempts, streak, **bounds)
+                if verdict.state != "transient" or ends is not None:
                     raise
-                error_streak += 1
                 self.log.warning(
                     "Reading %s %s failed (%s); retrying (%d/%d)",
                     kind.label,
                     arn,
                     error,
-                    error_streak,
+                    streak,
                     max_error_streak,
                 )
                 time.sleep(waiter_delay)
                 continue
-            error_streak = 0
-            attempts += 1
+            verdict = judge_poll(acceptors, state.response)
+            attempts, streak, ends = count_poll(verdict, attempts, streak, **bounds)
             if state.status != last_status:
                 self.log.info(
                     "%s %s is %s%s after %s of waiting (age %s)",
@@ -403,17 +406,16 @@ class CleanRoomsMLHook(AwsBaseHook):
                     format_duration(state.age_seconds()),
                 )
                 last_status = state.status
-            accepted = match_acceptors(acceptors, state.response)
-            ended = accepted is not None and accepted.state in ("success", "failure")
+            ended = verdict.state in ("success", "failure")
             if on_poll is not None:
                 on_poll(state, ended)
             if ended:
                 log_final_state(kind, arn, state.final_fields(kind), self.log)
-            if accepted is not None and accepted.state == "success":
+            if verdict.state == "success":
                 return state
-            if accepted is not None and accepted.state == "failure":
+            if verdict.state == "failure":
                 raise CleanRoomsMLJobFailedError(kind.label, arn, state.status, state.status_details)
-            if attempts >= waiter_max_attempts:
+            if ends is not None:
                 raise CleanRoomsMLWaitTimeoutError(
                     f"{kind.label.capitalize()} {arn} is still {state.status} after {attempts} checks "
                     f"({format_duration(time.monotonic() - started)}); waiter_max_attempts reached"

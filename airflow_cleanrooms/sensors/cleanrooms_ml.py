@@ -27,8 +27,11 @@ from airflow_cleanrooms.wait_semantics import (
     ResourceKind,
     ResourceState,
     format_duration,
+    judge_poll,
+    load_waiter_config,
     log_final_state,
     raise_for_wait_event,
+    waiter_acceptors,
 )
 
 if TYPE_CHECKING:
@@ -121,16 +124,18 @@ class CleanRoomsMLBaseSensor(AwsBaseSensor[CleanRoomsMLHook]):
     def poke(self, context: Context) -> bool:
         state = self._read_state()
         self._log_status(state)
-        ended = self.kind.is_success(state.status) or self.kind.is_failure(state.status)
+        acceptors = waiter_acceptors(load_waiter_config(self.hook, self.kind.waiter_name))
+        verdict = judge_poll(acceptors, state.response)  # as the sync waits and the triggers judge
+        ended = verdict.state in ("success", "failure")
         if self._streamer is not None and (ended or not self.reschedule):
             # In reschedule mode each poke is a new try that would start over: the lines come once,
             # all of them, when the job has ended.
             self._streamer.on_poll(state, ended)
         if ended:
             log_final_state(self.kind, self.arn, state.final_fields(self.kind), self.log)
-        if self.kind.is_success(state.status):
+        if verdict.state == "success":
             return True
-        if self.kind.is_failure(state.status):
+        if verdict.state == "failure":
             raise CleanRoomsMLJobFailedError(self.kind.label, self.arn, state.status, state.status_details)
         return False
 

@@ -34,20 +34,18 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.triggers.base import TriggerEvent
 from botocore import xform_name
-from botocore.exceptions import ClientError
 
 from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import trigger_hook_parameters
 from airflow_cleanrooms.wait_semantics import (
-    TRANSIENT_EXCEPTIONS,
     Acceptor,
     cached_waiter_config,
+    count_poll,
     is_throttling,
-    is_transient,
+    judge_poll,
     load_waiter_config,
-    match_acceptors,
     search,
     wait_event,
     waiter_acceptors,
@@ -290,80 +288,54 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         """
         Judge one poll's outcome: the event that ends the wait, or the delay before the next poll.
 
-        Runs in the context of the trigger's task (the scheduler keeps it), so its log lines reach
-        this trigger's log. Only what a later event or log line needs is kept between polls, never a
-        whole response (see :mod:`airflow_cleanrooms.aio.poll_scheduler`).
+        The outcome is judged by :func:`~airflow_cleanrooms.wait_semantics.judge_poll` and counted by
+        :func:`~airflow_cleanrooms.wait_semantics.count_poll`, as the sync waits do. Runs in the
+        context of the trigger's task (the scheduler keeps it), so its log lines reach this trigger's
+        log. Only what a later event or log line needs is kept between polls, never a whole response
+        (see :mod:`airflow_cleanrooms.aio.poll_scheduler`).
         """
-        if isinstance(outcome, ClientError):
-            outcome = outcome.response
-        elif isinstance(outcome, TRANSIENT_EXCEPTIONS):
-            outcome = f"{type(outcome).__name__}: {outcome}"
-        elif isinstance(outcome, BaseException):
-            raise outcome
-        event, transient, seen, answered = self._judge(outcome, state.acceptors, state.last_seen)
-        if seen != state.last_seen:
+        verdict = judge_poll(state.acceptors, outcome)  # raises an error it cannot judge
+        response = outcome if verdict.answered and isinstance(outcome, dict) else None
+        last_seen = state.last_seen
+        seen = self._observe(response) if response is not None else last_seen
+        if verdict.state == "retry" and last_seen[0] is not None and seen[0] != last_seen[0]:
+            # Status changes only (the final status is in the event the triggerer logs): a log write
+            # is a blocking call on the loop, so not one per poll.
+            self.log.info("%s: %s", self.status_message, seen[2])
+        if seen != last_seen:
             state.last_seen = seen  # an equal observation keeps the older object: nothing new to keep
-        if event is not None:
-            return Finished(event)
-        if answered:
-            state.streak = 0
-            state.attempts += 1
-            if state.attempts >= self.attempts:
-                message = (
-                    f"{self.failure_message}: timed out after {state.attempts} attempts "
-                    f"({self.waiter_delay} s apart) waiting for {self.waiter_name}; "
-                    f"last status: {seen[2] or 'unknown'}"
-                )
-                return Finished(self._error_event(message, seen))
-        if transient is not None:
-            state.streak += 1
-            if state.streak > self.max_transient_errors:
-                message = (
-                    f"{self.failure_message}: gave up after {state.streak} consecutive transient errors "
-                    f"(last: {transient})"
-                )
-                return Finished(self._error_event(message, seen))
+        if verdict.state == "success":
+            return Finished(self._success_event(seen, self._final_fields(response or {})))
+        if verdict.state == "failure":
+            message = f"{self.failure_message}: {seen[2] or verdict.explanation}"
+            return Finished(self._error_event(message, seen, self._final_fields(response or {})))
+        if verdict.state == "error":
+            return Finished(self._error_event(f"{self.failure_message}: {verdict.explanation}", seen))
+        state.attempts, state.streak, ends = count_poll(
+            verdict,
+            state.attempts,
+            state.streak,
+            max_attempts=self.attempts,
+            max_transient=self.max_transient_errors,
+        )
+        if ends == "attempts":
+            message = (
+                f"{self.failure_message}: timed out after {state.attempts} attempts "
+                f"({self.waiter_delay} s apart) waiting for {self.waiter_name}; "
+                f"last status: {seen[2] or 'unknown'}"
+            )
+            return Finished(self._error_event(message, seen))
+        if ends == "transient":
+            message = (
+                f"{self.failure_message}: gave up after {state.streak} consecutive transient errors "
+                f"(last: {verdict.explanation})"
+            )
+            return Finished(self._error_event(message, seen))
+        if verdict.state == "transient":
             self.log.warning(
                 "Transient error while waiting (%d/%d): %s",
                 state.streak,
                 self.max_transient_errors,
-                transient,
+                verdict.explanation,
             )
         return self.poll_interval(_RNG)
-
-    def _judge(
-        self, response: dict[str, Any] | str, acceptors: tuple[Acceptor, ...], last_seen: _Observation
-    ) -> tuple[TriggerEvent | None, str | None, _Observation, bool]:
-        """
-        Match one poll's outcome against the waiter's acceptors, as ``botocore.waiter.Waiter.wait``.
-
-        Returns ``(event or None, transient failure or None, what was last seen, whether the poll
-        counts as an answered attempt)``.
-        """
-        if isinstance(response, str):
-            return None, response, last_seen, False
-        matched = match_acceptors(acceptors, response)
-        if matched is None and "Error" in response:
-            error_info = response["Error"]
-            description = f"{error_info.get('Code', 'Unknown')}: {error_info.get('Message', '')}"
-            if is_transient(response):
-                return None, description, last_seen, False
-            event = self._error_event(f"{self.failure_message}: {description}", last_seen)
-            return event, None, last_seen, False
-        observed = self._observe(response)  # nothing for an error response an acceptor matched
-        seen = observed if "Error" not in response else last_seen
-        still_waiting = matched is None or matched.state == "retry"
-        if still_waiting and last_seen[0] is not None and seen[0] != last_seen[0]:
-            # Status changes only (the final status is in the event the triggerer logs): a log write
-            # is a blocking call on the loop, so not one per poll.
-            self.log.info("%s: %s", self.status_message, seen[2])
-        state = matched.state if matched is not None else "waiting"
-        if state == "success":
-            return self._success_event(observed, self._final_fields(response)), None, seen, True
-        if state == "failure":
-            reason = observed[2] or matched.explanation  # type: ignore[union-attr]
-            event = self._error_event(
-                f"{self.failure_message}: {reason}", observed, self._final_fields(response)
-            )
-            return event, None, seen, True
-        return None, None, seen, True

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
+from airflow_cleanrooms.aio.poll_scheduler import Finished
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
-from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
+from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger, _WaitState
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLInputChannelActiveTrigger,
     CleanRoomsMLTrainedModelCompleteTrigger,
@@ -168,8 +169,9 @@ def test_final_event_carries_logs_and_metrics_status(status: str, outcome: str) 
         "logsStatusDetails": "The association does not allow container logs",
         "metricsStatus": "PUBLISH_SUCCEEDED",
     }
-    event, _, _, _ = trigger._judge(response, acceptors, (None, None, ""))
-    assert event is not None
+    finished = trigger._step(_WaitState(trigger, acceptors), response)
+    assert isinstance(finished, Finished)
+    event = finished.result
     assert event.payload["status"] == outcome
     assert event.payload["job_status"] == status
     assert event.payload["logs_status"] == "PUBLISH_FAILED"

@@ -18,13 +18,18 @@ from airflow_cleanrooms.wait_semantics import (
     TRAINED_MODEL,
     TRAINED_MODEL_INFERENCE_JOB,
     TRANSIENT_ERROR_CODES,
+    PollVerdict,
     ResourceState,
+    count_poll,
     format_final_state,
     is_throttling,
     is_transient,
+    judge_poll,
+    load_waiter_config,
     publishing_fields,
     raise_for_wait_event,
     wait_event,
+    waiter_acceptors,
 )
 
 ARN = "arn:job"
@@ -209,3 +214,50 @@ def test_plain_error_event_reads_the_status_once(read: dict[str, Any] | None, ou
         with pytest.raises(outcome):
             raise_for_wait_event(TRAINED_MODEL_INFERENCE_JOB, ARN, event, read_state, LOG)
     assert reads == [1]
+
+
+# ---- the one judge of a poll -----------------------------------------------------------------------
+
+
+def _acceptors() -> Any:
+    from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
+
+    hook = CleanRoomsMLHook(aws_conn_id=None, region_name="us-east-1")
+    return waiter_acceptors(load_waiter_config(hook, TRAINED_MODEL_INFERENCE_JOB.waiter_name))
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state"),
+    [
+        ({"status": "ACTIVE"}, "success"),
+        ({"status": "CREATE_FAILED"}, "failure"),
+        ({"status": "CANCEL_PENDING"}, "failure"),
+        ({"status": "CREATE_IN_PROGRESS"}, "retry"),
+        ({"status": "A_STATUS_A_NEWER_MODEL_ADDS"}, "retry"),  # as botocore: no acceptor, keep going
+        (client_error("ThrottlingException", 429), "transient"),
+        (client_error("InternalServerException", 500), "transient"),
+        (EndpointConnectionError(endpoint_url="http://x"), "transient"),
+        (client_error("ResourceNotFoundException", 404), "error"),
+        (client_error("AccessDeniedException", 403).response, "error"),
+    ],
+)
+def test_judge_poll_is_botocores_waiter_with_our_transient_rule(outcome: Any, state: str) -> None:
+    verdict = judge_poll(_acceptors(), outcome)
+    assert verdict.state == state
+    assert verdict.answered is (state in ("success", "failure", "retry"))
+
+
+def test_judge_poll_raises_what_it_cannot_judge() -> None:
+    with pytest.raises(KeyError):
+        judge_poll(_acceptors(), KeyError("a bug, not a poll outcome"))
+
+
+def test_count_poll_bounds_attempts_and_transient_streaks() -> None:
+    bounds = {"max_attempts": 2, "max_transient": 1}
+    going, flaky = PollVerdict("retry"), PollVerdict("transient", "ThrottlingException: slow down")
+    assert count_poll(going, 0, 0, **bounds) == (1, 0, None)
+    assert count_poll(flaky, 1, 0, **bounds) == (1, 1, None)  # no attempt used
+    assert count_poll(flaky, 1, 1, **bounds) == (1, 2, "transient")  # more than 1 in a row
+    assert count_poll(going, 1, 1, **bounds) == (2, 0, "attempts")  # an answer ends the streak
+    assert count_poll(PollVerdict("success"), 1, 0, **bounds) == (2, 0, None)  # success ends the wait itself
+    assert count_poll(PollVerdict("error", "AccessDenied"), 1, 0, **bounds) == (1, 0, None)
