@@ -13,16 +13,17 @@ With ``print_log=True`` (the amazon provider's SageMaker training/transform oper
 same thing) new events of those streams go to the task log while the job runs, in order and without
 repeats:
 
-* **sync** (operator polling, sensor in poke mode): :class:`ContainerLogStreamer` on the amazon
-  provider's :class:`~airflow.providers.amazon.aws.hooks.logs.AwsLogsHook` (``describe_log_streams``
-  on its ``logs`` client, ``AwsLogsHook.get_log_events`` with a continuation token per stream), once
-  per status poll and once more when the wait ends;
+* **sync** (operator polling, sensor in poke mode): :class:`ContainerLogStreamer` on the ``logs``
+  client of the amazon provider's :class:`~airflow.providers.amazon.aws.hooks.logs.AwsLogsHook`
+  (the task's connection), once per status poll and once more when the wait ends;
 * **deferrable**: :class:`TriggerLogStreamer`, in the trigger: a ``logs`` client leased from the
   loop's shared client pool (no client per wait), its calls made through the loop's poll scheduler
   (bounded calls at once, calls on the pool's threads: nothing blocks the event loop), at the trigger's
   ``waiter_delay``, and once more when the wait ends. Airflow 3 shows trigger logs in the task log.
 
-Both share :class:`LogFollower` (no I/O: which streams, which tokens, what is new). Every line goes
+Both share :class:`LogFollower`, the one cursor: which streams, which tokens, what is new, and the
+paging rule of a read (:meth:`LogFollower.read`, without I/O; :func:`read_logs` and
+:func:`read_logs_async` make its calls). Every line goes
 through the task's (or trigger's) logger, so values the secrets masker knows are shown as ``***``.
 Streaming never fails the wait: a Logs error is logged once and streaming stops.
 """
@@ -30,7 +31,7 @@ Streaming never fails the wait: a Logs error is logged once and streaming stops.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
@@ -144,6 +145,43 @@ class LogFollower:
         for stream in added:
             self.tokens[stream] = AwsLogsHook.ContinuationToken()
         return added
+
+    def read(self, final: bool = False) -> Generator[tuple[str, dict[str, Any]], Any, Fetched]:
+        """
+        One read of the job's streams, without I/O: the one paging rule of both streamers.
+
+        A generator that yields ``(operation, request)`` calls of the ``logs`` client and is sent
+        each answer (or thrown the error the call raised), and returns what the read found:
+        ``DescribeLogStreams`` when due (a missing log group is no streams yet), then ``GetLogEvents``
+        per stream from its token, page after page until a page is empty or the token stops moving,
+        at most :data:`MAX_PAGES_PER_POLL` pages. It changes nothing here (a poll scheduler may drop
+        an outcome): :meth:`apply` takes the result into account. :func:`read_logs` and
+        :func:`read_logs_async` drive it.
+        """
+        new: list[str] = []
+        if self.should_describe(final):
+            try:
+                response = yield "describe_log_streams", self.describe_request()
+            except Exception as error:
+                if not _not_found(error):
+                    raise
+                response = {}
+            new = self.new_streams(response)
+        events: dict[str, tuple[list[dict[str, Any]], str | None]] = {}
+        for stream in [*self.streams, *new]:
+            token = self.token(stream)
+            collected: list[dict[str, Any]] = []
+            for _ in range(MAX_PAGES_PER_POLL):
+                page = yield "get_log_events", self.events_request(stream, token)
+                batch = page.get("events") or []
+                collected += batch
+                next_token = page.get("nextForwardToken")
+                done = next_token == token or not batch
+                token = next_token
+                if done:
+                    break
+            events[stream] = (collected, token)
+        return Fetched(new, events)
 
     def apply(self, fetched: Fetched) -> list[tuple[str, dict[str, Any]]]:
         """Take a read into account; return its events in time order (stream order on a tie)."""
@@ -285,27 +323,9 @@ class ContainerLogStreamer:
             self._started = True
             self.reporter.started()
         try:
-            if follower.should_describe(final):
-                try:
-                    response = self.hook.conn.describe_log_streams(**follower.describe_request())
-                except Exception as error:
-                    if not _not_found(error):
-                        raise
-                    response = {}
-                self.reporter.new_streams(follower.follow(follower.new_streams(response)))
+            fetched = read_logs(self.hook.conn, follower.read(final))
             follower.polls += 1
-            fetched = Fetched([], {})
-            for stream in follower.streams:
-                holder = follower.tokens[stream]
-                events: list[dict[str, Any]] = list(
-                    self.hook.get_log_events(  # type: ignore[arg-type]
-                        follower.group,
-                        stream,
-                        start_time=follower.start_time_ms,
-                        continuation_token=holder,
-                    )
-                )
-                fetched.events[stream] = (events, holder.value)
+            self.reporter.new_streams(follower.follow(fetched.new_streams))
             self.reporter.events(follower.apply(fetched))
         except Exception as error:
             self.reporter.error(error)
@@ -319,36 +339,36 @@ class ContainerLogStreamer:
             self.reporter.finished()
 
 
-async def fetch_new_events(client: Any, follower: LogFollower, final: bool = False) -> Fetched:
-    """
-    One read of the job's streams on an async client (the shared pool's): ``DescribeLogStreams`` when
-    due, then ``GetLogEvents`` per stream from its token. Changes nothing in ``follower`` (the
-    scheduler may drop an outcome); :meth:`LogFollower.apply` takes it into account.
-    """
-    new: list[str] = []
-    if follower.should_describe(final):
-        try:
-            response = await client.describe_log_streams(**follower.describe_request())
-        except Exception as error:
-            if not _not_found(error):
-                raise
-            response = {}
-        new = follower.new_streams(response)
-    events: dict[str, tuple[list[dict[str, Any]], str | None]] = {}
-    for stream in [*follower.streams, *new]:
-        token = follower.token(stream)
-        collected: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES_PER_POLL):
-            page = await client.get_log_events(**follower.events_request(stream, token))
-            batch = page.get("events") or []
-            collected += batch
-            next_token = page.get("nextForwardToken")
-            done = next_token == token or not batch
-            token = next_token
-            if done:
-                break
-        events[stream] = (collected, token)
-    return Fetched(new, events)
+def read_logs(client: Any, reading: Generator[tuple[str, dict[str, Any]], Any, Fetched]) -> Fetched:
+    """Drive :meth:`LogFollower.read` with a (boto3) ``logs`` client."""
+    try:
+        operation, request = next(reading)
+        while True:
+            try:
+                answer = getattr(client, operation)(**request)
+            except Exception as error:
+                operation, request = reading.throw(error)
+            else:
+                operation, request = reading.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def read_logs_async(
+    client: Any, reading: Generator[tuple[str, dict[str, Any]], Any, Fetched]
+) -> Fetched:
+    """Drive :meth:`LogFollower.read` with an async ``logs`` client (the shared pool's)."""
+    try:
+        operation, request = next(reading)
+        while True:
+            try:
+                answer = await getattr(client, operation)(**request)
+            except Exception as error:
+                operation, request = reading.throw(error)
+            else:
+                operation, request = reading.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 class TriggerLogStreamer:
@@ -416,7 +436,7 @@ class TriggerLogStreamer:
             client = entry.client
 
             async def read(**_: Any) -> Fetched:
-                return await fetch_new_events(client, follower)
+                return await read_logs_async(client, follower.read())
 
             # The reads take turns on the loop's request-rate limiter of the logs client's account
             # (one token per read), as the status polls do on theirs.
@@ -433,7 +453,7 @@ class TriggerLogStreamer:
             if streaming:
                 # The wait ended while streaming went on: the last lines (the job's end) come now.
                 async def last(**_: Any) -> Fetched:
-                    return await fetch_new_events(client, follower, final=True)
+                    return await read_logs_async(client, follower.read(final=True))
 
                 self._step(await scheduler.poll(last, {}, Finished))
                 if not follower.stopped:
