@@ -252,6 +252,8 @@ class SharedClientPool:
         self._loop = loop
         if idle_ttl is not None:
             self.idle_ttl = idle_ttl
+        #: What ``key_ttl`` is measured with: the loop's clock (a test may hand in its own).
+        self.clock: Callable[[], float] = loop.time
         self._entries: dict[ClientKey, _Entry] = {}
         self._creating: dict[ClientKey, asyncio.Future[Any]] = {}
         self._singleflight: dict[Hashable, asyncio.Future[Any]] = {}
@@ -337,11 +339,11 @@ class SharedClientPool:
             _canonical(_config_options(getattr(hook, "_config", None))),
         )
         resolved = self._resolved.get(prekey)
-        if resolved is not None and self._loop.time() - resolved[1] < self.key_ttl:
+        if resolved is not None and self.clock() - resolved[1] < self.key_ttl:
             key = resolved[0]
         else:
             key = await self.run_blocking(prekey, resolve_client_key, hook, transport)
-            self._resolved[prekey] = (key, self._loop.time())
+            self._resolved[prekey] = (key, self.clock())
         waited = False
         while True:
             entry = self._entries.get(key)

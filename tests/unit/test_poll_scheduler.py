@@ -129,23 +129,28 @@ def test_a_cancelled_poll_is_not_called_again_and_its_running_call_is_dropped():
     calls = 0
     steps = 0
 
-    async def call() -> int:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.05)
-        return calls
-
-    def step(outcome: Any) -> Any:
-        nonlocal steps
-        steps += 1
-        return 0.01
-
     async def main() -> tuple[int, int]:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def call() -> int:
+            nonlocal calls
+            calls += 1
+            started.set()
+            await release.wait()
+            return calls
+
+        def step(outcome: Any) -> Any:
+            nonlocal steps
+            steps += 1
+            return 0.0  # would call again at once, were the outcome not dropped
+
         scheduler = PollScheduler.for_running_loop()
         future = scheduler.poll(call, {}, step)
-        await asyncio.sleep(0.02)  # the first call is running
+        await started.wait()  # the first call is running
         future.cancel()
-        await asyncio.sleep(0.15)
+        release.set()
+        while scheduler.in_flight:  # the call finishes; its outcome is dropped, not stepped on
+            await asyncio.sleep(0)
         return scheduler.in_flight, scheduler.scheduled
 
     in_flight, scheduled = asyncio.run(main())

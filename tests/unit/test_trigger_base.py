@@ -449,6 +449,8 @@ def test_connection_lookup_serves_leases_for_key_ttl_then_is_made_again(scripts,
     async def main() -> tuple[Any, ...]:
         pool = SharedClientPool.for_running_loop()
         pool.key_ttl = 2.0
+        now = [1000.0]
+        pool.clock = lambda: now[0]  # the test's clock: no real sleep
         keys = []
         for _ in range(5):  # a batch of triggers starting one after the other: one lookup
             async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (key, _client):
@@ -458,7 +460,7 @@ def test_connection_lookup_serves_leases_for_key_ttl_then_is_made_again(scripts,
         monkeypatch.setenv("AIRFLOW_CONN_SCALE_A", connection_env("AKIASCALEROTATEDXXXX", "secret-new"))
         async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (within_ttl, _client):
             pass
-        await asyncio.sleep(2.1)
+        now[0] += 2.1
         async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")) as (after_ttl, _client):
             pass
         await close_shared_clients()
