@@ -21,7 +21,6 @@ from tests.unit.unit_support import (
     ACCOUNT,
     CREATED,
     GET_JOB,
-    INFERENCE_ARGS,
     INFERENCE_REQUEST,
     JOB_ARN,
     MEMBERSHIP,
@@ -29,6 +28,7 @@ from tests.unit.unit_support import (
     FakeTaskInstance,
     expect_durable_start,
     job_response,
+    make_operator,
 )
 
 LIST = "list_trained_model_inference_jobs"
@@ -37,17 +37,7 @@ OTHER_ARN = JOB_ARN.replace("job-1", "job-0")
 
 
 def make(**overrides: Any) -> CleanRoomsMLStartTrainedModelInferenceJobOperator:
-    arguments: dict[str, Any] = {
-        "task_id": "task",
-        "aws_conn_id": None,
-        "region_name": "us-east-1",
-        "waiter_delay": 0,
-        "waiter_max_attempts": 5,
-        "deferrable": False,
-        **INFERENCE_ARGS,
-    }
-    arguments.update(overrides)
-    return CleanRoomsMLStartTrainedModelInferenceJobOperator(**arguments)
+    return make_operator(CleanRoomsMLStartTrainedModelInferenceJobOperator, **overrides)
 
 
 def summary(arn: str, status: str, name: str = "churn-scores", model: str = MODEL_ARN) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tests.unit.unit_support import (
     MODEL_ARN,
     expect_durable_start,
     job_response,
+    make_operator,
 )
 
 OP = "StartTrainedModelInferenceJob"
@@ -34,17 +35,9 @@ DETAILS = {"statusCode": "ContainerError", "message": "exit code 137"}
 
 
 def make(**overrides: Any) -> CleanRoomsMLStartTrainedModelInferenceJobOperator:
-    arguments: dict[str, Any] = {
-        "task_id": "start_inference",
-        "aws_conn_id": None,
-        "region_name": "us-east-1",
-        "waiter_delay": 0,
-        "waiter_max_attempts": 5,
-        "deferrable": False,
-        **INFERENCE_ARGS,
-    }
-    arguments.update(overrides)
-    return CleanRoomsMLStartTrainedModelInferenceJobOperator(**arguments)
+    return make_operator(
+        CleanRoomsMLStartTrainedModelInferenceJobOperator, task_id="start_inference", **overrides
+    )
 
 
 def start_response() -> dict[str, Any]:

@@ -11,6 +11,7 @@ advances.
 from __future__ import annotations
 
 import importlib
+import random
 import time
 from datetime import timedelta
 from typing import Any
@@ -32,7 +33,6 @@ from airflow_cleanrooms.wait_semantics import TRAINED_MODEL, TRAINED_MODEL_INFER
 from tests.unit.unit_support import (
     ACCOUNT,
     CREATED,
-    INFERENCE_ARGS,
     INFERENCE_REQUEST,
     JOB_ARN,
     MEMBERSHIP,
@@ -41,6 +41,7 @@ from tests.unit.unit_support import (
     TRAINING_ARGS,
     VERSION,
     FakeTaskInstance,
+    make_operator,
     needs_quota_value,
 )
 
@@ -74,19 +75,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def make(cls: type = CleanRoomsMLStartTrainedModelInferenceJobOperator, **overrides: Any) -> Any:
-    arguments: dict[str, Any] = {
-        "task_id": "task",
-        "aws_conn_id": None,
-        "region_name": "us-east-1",
-        "waiter_delay": 0,
-        "waiter_max_attempts": 5,
-        "deferrable": False,
-        "wait_for_completion": False,
-        "quota_poll_interval": 30,
-        **(INFERENCE_ARGS if cls is CleanRoomsMLStartTrainedModelInferenceJobOperator else TRAINING_ARGS),
-    }
-    arguments.update(overrides)
-    return cls(**arguments)
+    return make_operator(cls, **{"wait_for_completion": False, "quota_poll_interval": 30, **overrides})
 
 
 def summary(index: int, status: str) -> dict[str, Any]:
@@ -356,7 +345,11 @@ def test_quota_trigger_fires_at_the_deadline_and_on_a_failed_listing(clock) -> N
     assert trigger._check(ValueError("not a listing")).result.payload["pending_jobs"] is None  # type: ignore[union-attr]
 
 
-def test_first_checks_of_triggers_deferred_together_are_spread_over_the_second_half() -> None:
+def test_first_checks_of_triggers_deferred_together_are_spread_over_the_second_half(monkeypatch) -> None:
+    import airflow_cleanrooms.triggers.cleanrooms_ml as triggers_module
+
+    # A seeded generator: twelve distinct draws every run (unseeded, two may round alike now and then).
+    monkeypatch.setattr(triggers_module, "_RNG", random.Random(20261206))
     delays = [quota_trigger().check_delay() for _ in range(12)]
     assert all(30 <= d <= 60 for d in delays)
     assert len({round(d, 3) for d in delays}) == 12

@@ -28,10 +28,10 @@ from tests.unit.unit_support import (
     MEMBERSHIP,
     MODEL_ARN,
     ROLE_ARN,
-    TRAINING_ARGS,
     VERSION,
     channel_response,
     expect_durable_start,
+    make_operator,
     model_response,
     with_version,
 )
@@ -50,17 +50,10 @@ CREATED = with_version({"trainedModelArn": MODEL_ARN})
 
 
 def training(**overrides: Any) -> CleanRoomsMLCreateTrainedModelOperator:
-    arguments: dict[str, Any] = {
-        "task_id": "create_trained_model",
-        "aws_conn_id": None,
-        "region_name": "us-east-1",
-        "waiter_delay": 0,
-        "waiter_max_attempts": 4,
-        "deferrable": False,
-        **TRAINING_ARGS,
-    }
-    arguments.update(overrides)
-    return CleanRoomsMLCreateTrainedModelOperator(**arguments)
+    return make_operator(
+        CleanRoomsMLCreateTrainedModelOperator,
+        **{"task_id": "create_trained_model", "waiter_max_attempts": 4, **overrides},
+    )
 
 
 class TestCreateTrainedModel:
@@ -197,20 +190,10 @@ GET_CHANNEL = {"membershipIdentifier": MEMBERSHIP, "mlInputChannelArn": CHANNEL_
 
 
 def channel(**overrides: Any) -> CleanRoomsMLCreateMLInputChannelOperator:
-    arguments: dict[str, Any] = {
-        "task_id": "create_channel",
-        "aws_conn_id": None,
-        "region_name": "us-east-1",
-        "waiter_delay": 0,
-        "waiter_max_attempts": 4,
-        "membership_identifier": MEMBERSHIP,
-        "configured_model_algorithm_associations": [ASSOCIATION_ARN],
-        "input_channel": CHANNEL_REQUEST["inputChannel"],
-        "name": "channel",
-        "retention_in_days": "30",
-    }
-    arguments.update(overrides)
-    return CleanRoomsMLCreateMLInputChannelOperator(**arguments)
+    return make_operator(
+        CleanRoomsMLCreateMLInputChannelOperator,
+        **{"task_id": "create_channel", "waiter_max_attempts": 4, **overrides},
+    )
 
 
 class TestCreateMLInputChannel:

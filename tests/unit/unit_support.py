@@ -67,6 +67,47 @@ TRAINING_ARGS: dict[str, Any] = {
 }
 
 
+CHANNEL_ARGS: dict[str, Any] = {
+    "membership_identifier": MEMBERSHIP,
+    "configured_model_algorithm_associations": [ASSOCIATION_ARN],
+    "input_channel": {
+        "dataSource": {"protectedQueryInputParameters": {"sqlParameters": {"queryString": "SELECT 1"}}},
+        "roleArn": ROLE_ARN,
+    },
+    "name": "channel",
+    "retention_in_days": "30",
+}
+
+
+def make_operator(cls: type[Any], **overrides: Any) -> Any:
+    """
+    One of the provider's operators with valid arguments for ``cls``'s operation, waiting with
+    ``waiter_delay=0`` (every call is stubbed: no clock to wait for), sync unless ``overrides`` say.
+    """
+    from airflow_cleanrooms.operators.cleanrooms_ml import (
+        CleanRoomsMLCreateMLInputChannelOperator,
+        CleanRoomsMLCreateTrainedModelOperator,
+        CleanRoomsMLStartTrainedModelInferenceJobOperator,
+    )
+
+    required = {
+        CleanRoomsMLStartTrainedModelInferenceJobOperator: INFERENCE_ARGS,
+        CleanRoomsMLCreateTrainedModelOperator: TRAINING_ARGS,
+        CleanRoomsMLCreateMLInputChannelOperator: CHANNEL_ARGS,
+    }[cls]
+    arguments: dict[str, Any] = {
+        "task_id": "task",
+        "aws_conn_id": None,
+        "region_name": "us-east-1",
+        "waiter_delay": 0,
+        "waiter_max_attempts": 5,
+        "deferrable": False,
+        **required,
+    }
+    arguments.update(overrides)
+    return cls(**arguments)
+
+
 def job_response(status: str, details: dict[str, str] | None = None) -> dict[str, Any]:
     """A GetTrainedModelInferenceJob response that satisfies the model."""
     response: dict[str, Any] = {
