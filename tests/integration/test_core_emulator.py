@@ -59,8 +59,10 @@ def _inference(emulator: Any, seeded: dict[str, str], name: str, **overrides: An
         "resource_config": {"instanceType": "ml.m5.xlarge", "instanceCount": 1},
         "output_configuration": {"members": [{"accountId": RECEIVER}]},
         "data_source": {"mlInputChannelArn": seeded["ml_input_channel_arn"]},
-        "waiter_delay": 0,
-        "waiter_max_attempts": 200,
+        # A poll a second on the emulator's clock: the wait ends on the job's status, not on a count
+        # of back-to-back polls that a slow machine could exhaust first.
+        "waiter_delay": 1,
+        "waiter_max_attempts": 120,
     }
     arguments.update(overrides)
     return CleanRoomsMLStartTrainedModelInferenceJobOperator(**arguments)
@@ -93,8 +95,8 @@ def _trigger(emulator: Any, seeded: dict[str, str], arn: str, **overrides: Any) 
     arguments: dict[str, Any] = {
         "membership_identifier": seeded["membership_id"],
         "trained_model_inference_job_arn": arn,
-        "waiter_delay": 0,
-        "waiter_max_attempts": 500,
+        "waiter_delay": 1,
+        "waiter_max_attempts": 120,
         "aws_conn_id": emulator.conn_id,
     }
     arguments.update(overrides)
@@ -153,7 +155,7 @@ class TestTriggers:
             membership_identifier=seeded["membership_id"],
             trained_model_arn=seeded["trained_model_arn"],
             version_identifier=seeded.get("trained_model_version_identifier"),  # absent on botocore 1.37
-            waiter_delay=0,
+            waiter_delay=1,
             waiter_max_attempts=5,
             aws_conn_id=cleanrooms_emulator.conn_id,
         )
