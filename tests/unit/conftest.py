@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
+from airflow_cleanrooms.aio import client_pool
+from tests.unit.trigger_support import AsyncScriptedClient, ScriptedClient, connection_env
 from tests.unit.unit_support import FakeTaskInstance
 
 
@@ -59,3 +61,31 @@ def stubbed_hook() -> Iterator[tuple[Any, Stubber]]:
     yield hook, stubber
     stubber.assert_no_pending_responses()
     stubber.deactivate()
+
+
+# ---- connections and scripted clients of the trigger and client-pool tests ----------------------
+
+
+@pytest.fixture(autouse=True)
+def connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_SCALE_A", connection_env("AKIASCALEAAAAAAAAAAA", "secret-a"))
+    monkeypatch.setenv("AIRFLOW_CONN_SCALE_A_TWIN", connection_env("AKIASCALEAAAAAAAAAAA", "secret-a"))
+    monkeypatch.setenv("AIRFLOW_CONN_SCALE_B", connection_env("AKIASCALEBBBBBBBBBBB", "secret-b"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SCALE_EU", connection_env("AKIASCALEAAAAAAAAAAA", "secret-a", "eu-west-1")
+    )
+
+
+@pytest.fixture
+def scripts(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, list[Any]], list[ScriptedClient]]:
+    """Replace client construction with scripted clients; returns (scripts by job ARN, clients built)."""
+    by_arn: dict[str, list[Any]] = {}
+    built: list[ScriptedClient] = []
+
+    def build(hook: Any, transport: str = "thread") -> ScriptedClient:
+        client = (AsyncScriptedClient if transport == "aio" else ScriptedClient)(hook, by_arn)
+        built.append(client)
+        return client
+
+    monkeypatch.setattr(client_pool, "create_client_blocking", build)
+    return by_arn, built

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.exceptions import ClientError
 
+from airflow_cleanrooms.aio.client_pool import close_shared_clients
 from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger
 
 WAITERS = Path(__file__).with_name("trigger_test_waiters.json")
@@ -130,3 +133,36 @@ class AsyncScriptedClient(ScriptedClient):
 
 def job(status: str, **extra: Any) -> dict[str, Any]:
     return {"status": status, "ResponseMetadata": {"HTTPStatusCode": 200}, **extra}
+
+
+def trigger(n: int = 1, **kwargs: Any) -> ScaleTestJobTrigger:
+    kwargs.setdefault("aws_conn_id", "scale_a")
+    return ScaleTestJobTrigger(
+        membership_identifier=MEMBERSHIP, trained_model_inference_job_arn=JOB_ARN.format(n=n), **kwargs
+    )
+
+
+async def first_event(t: ScaleTestJobTrigger) -> dict[str, Any]:
+    async for event in t.run():
+        return event.payload
+    raise AssertionError("the trigger ended without an event")
+
+
+def run_all(*triggers: ScaleTestJobTrigger) -> list[dict[str, Any]]:
+    async def main() -> list[dict[str, Any]]:
+        try:
+            return list(await asyncio.gather(*(first_event(t) for t in triggers)))
+        finally:
+            await close_shared_clients()
+
+    return asyncio.run(main())
+
+
+def throttled() -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+            "ResponseMetadata": {"HTTPStatusCode": 429},
+        },
+        "GetTrainedModelInferenceJob",
+    )
