@@ -303,6 +303,27 @@ class AirflowTopology:
             self.stop()
             raise
 
+    @contextlib.contextmanager
+    def running(self, dag_files: Iterable[Path] = ()) -> Iterator[AirflowTopology]:
+        """
+        The deployment up for the ``with`` block, with ``dag_files`` in its DAGs folder: migrated,
+        started, healthy and watched (a component that exits is restarted and noted in ``restarts``).
+        When the block fails, each component's last log lines are printed; it is stopped either way.
+        """
+        self.add_dags(dag_files)
+        self.migrate()
+        try:
+            self.start()
+            self.wait_healthy()
+            self.watch()
+            yield self
+        except BaseException:
+            for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+                print(f"== {component}\n{self.tail(component)}")
+            raise
+        finally:
+            self.stop()
+
     def add_dags(self, files: Iterable[Path]) -> None:
         self.dags.mkdir(parents=True, exist_ok=True)
         for path in files:

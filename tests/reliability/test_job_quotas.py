@@ -193,20 +193,8 @@ def topology(
     env = {f"AIRFLOW_CONN_QUOTA_{account}": _connection(emulator.url, account) for account in accounts}
     env["QUOTA_MARKERS"] = str(home / "markers")
     # Enough worker slots for 16 sync tasks at once, so that the account quota is met in sync mode too.
-    topology = AirflowTopology(home, env=env, parallelism=16)
-    topology.add_dags(DAG_FILES)
-    topology.migrate()
-    topology.start()
-    try:
-        topology.wait_healthy()
-        topology.watch()
+    with AirflowTopology(home, env=env, parallelism=16).running(DAG_FILES) as topology:
         yield topology
-    except BaseException:
-        for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
-            print(f"== {component}\n{topology.tail(component)}")
-        raise
-    finally:
-        topology.stop()
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -489,20 +489,8 @@ def topology(
         "RELIABILITY_MARKERS": str(markers),
         "RELIABILITY_CONN_ID": CONN_ID,
     }
-    topology = AirflowTopology(home, env=env)
-    topology.add_dags(DAG_FILES)
-    topology.migrate()
-    topology.start()
-    try:
-        topology.wait_healthy()
-        topology.watch()
+    with AirflowTopology(home, env=env).running(DAG_FILES) as topology:
         yield topology
-    except BaseException:
-        for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
-            print(f"== {component}\n{topology.tail(component)}")
-        raise
-    finally:
-        topology.stop()
 
 
 def test_reliability_suite(
