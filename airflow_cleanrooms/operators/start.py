@@ -62,7 +62,8 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -74,12 +75,13 @@ from airflow_cleanrooms.exceptions import CleanRoomsMLQuotaUnreachableError, Cle
 from airflow_cleanrooms.hooks.cleanrooms_ml import FoundJob, JobRef
 from airflow_cleanrooms.service_model import (
     RESERVED_TAG_KEY_PREFIX,
+    SERVICE_NAME,
     TAG_MAP_SHAPE,
     service_model,
     shape_limits,
 )
 from airflow_cleanrooms.triggers.cleanrooms_ml import CleanRoomsMLJobQuotaSlotTrigger
-from airflow_cleanrooms.wait_semantics import QuotaRefusal, error_code, format_duration, quota_refusal
+from airflow_cleanrooms.wait_semantics import error_code, error_response, format_duration
 
 try:
     from airflow.sdk.bases.operator import BaseOperatorMeta
@@ -345,6 +347,51 @@ class CleanRoomsMLDurableMixin(ResumableJobMixin):
 
 
 # ---- quota-aware starts --------------------------------------------------------------------------
+
+#: The model's error for a start refused by a service quota (HTTP 402, members quotaName, quotaValue).
+QUOTA_EXCEEDED_CODE = "ServiceQuotaExceededException"
+if QUOTA_EXCEEDED_CODE not in {shape.name for shape in service_model().error_shapes}:  # pragma: no cover
+    raise RuntimeError(f"the {SERVICE_NAME} model has no {QUOTA_EXCEEDED_CODE}")
+
+
+@dataclass(frozen=True)
+class QuotaRefusal:
+    """
+    A start refused by a job quota: AWS's name for the quota and its value (``None`` if not given).
+
+    A job holds a slot of the "pending/in progress" quotas while it is ``CREATE_PENDING`` or
+    ``CREATE_IN_PROGRESS``: the statuses its waiter keeps waiting on
+    (:meth:`~airflow_cleanrooms.wait_semantics.ResourceKind.is_pending`).
+    """
+
+    quota_name: str
+    quota_value: float | None
+    message: str
+
+    @property
+    def reachable(self) -> bool:
+        """Whether a slot can ever be free: a quota below 1 admits no job however long one waits."""
+        return self.quota_value is None or self.quota_value >= 1
+
+    def describe(self) -> str:
+        value = "unknown" if self.quota_value is None else f"{self.quota_value:g}"
+        return f"{self.quota_name!r} (quota value {value})"
+
+
+def quota_refusal(error: BaseException | Mapping[str, Any]) -> QuotaRefusal | None:
+    """The quota a start was refused by (``ServiceQuotaExceededException``), or ``None``."""
+    if error_code(error) != QUOTA_EXCEEDED_CODE:
+        return None
+    response = error_response(error)
+    body = response.get("Error", {})
+    name = response.get("quotaName") or body.get("quotaName") or "a Clean Rooms ML service quota"
+    raw_value = response.get("quotaValue", body.get("quotaValue"))
+    try:
+        value = float(raw_value) if raw_value is not None else None
+    except (TypeError, ValueError):
+        value = None
+    return QuotaRefusal(str(name), value, str(body.get("Message") or response.get("message") or ""))
+
 
 #: Default bound of a quota wait.
 DEFAULT_QUOTA_WAIT_TIMEOUT = timedelta(hours=6)
