@@ -23,6 +23,7 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
 )
 from tests.unit.unit_support import (
     ASSOCIATION_ARN,
+    CHANNEL_ARGS,
     CHANNEL_ARN,
     GET_MODEL,
     MEMBERSHIP,
@@ -176,13 +177,10 @@ class TestCreateTrainedModel:
             op.execute_complete(context, {"status": "error", "message": "m", "trained_model_arn": MODEL_ARN})
 
 
-CHANNEL_REQUEST: dict[str, Any] = {
+CHANNEL_REQUEST: dict[str, Any] = {  # what CHANNEL_ARGS (the operator's arguments) become
     "membershipIdentifier": MEMBERSHIP,
     "configuredModelAlgorithmAssociations": [ASSOCIATION_ARN],
-    "inputChannel": {
-        "dataSource": {"protectedQueryInputParameters": {"sqlParameters": {"queryString": "SELECT 1"}}},
-        "roleArn": ROLE_ARN,
-    },
+    "inputChannel": CHANNEL_ARGS["input_channel"],
     "name": "channel",
     "retentionInDays": 30,
 }
