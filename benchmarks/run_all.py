@@ -397,6 +397,23 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"  note: {note}")
 
 
+def quota_resume_table() -> str:
+    """benchmarks/quota_resume.py in its own process (it runs operators in-process): its table."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.quota_resume"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("API calls per resume"))
+    return "\n".join(lines[start:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, help="concurrent waits (default 1000; --smoke: 20)")
@@ -429,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-waits", action="store_true")
     parser.add_argument("--skip-limited", action="store_true", help="skip the run against AWS's request rate")
     parser.add_argument("--skip-parse", action="store_true")
+    parser.add_argument("--skip-quota", action="store_true", help="skip the quota-wait resume calls")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     defaults = (
@@ -461,7 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_parse:
         print("measuring DAG parse cost ...", file=sys.stderr, flush=True)
         report["parse"] = measure_parse_cost(args.parse_repeats, child_env())
+    if not args.skip_quota:
+        print("measuring the API calls of a quota wait's resume ...", file=sys.stderr, flush=True)
+        report["quota_resume"] = quota_resume_table()
     print_report(report)
+    if "quota_resume" in report:
+        print(report["quota_resume"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     return 0

@@ -455,6 +455,8 @@ class CleanRoomsMLQuotaWaitMixin:
         self.quota_poll_interval = quota_poll_interval
         #: When the first refusal of this wait happened (epoch seconds), carried across deferrals.
         self._quota_wait_started: float | None = None
+        #: Jobs holding the slots as the quota trigger last counted them (a resumed task's first log).
+        self._pending_counted: int | None = None
 
     @property
     def _quota_hook(self) -> CleanRoomsMLHook:
@@ -501,14 +503,18 @@ class CleanRoomsMLQuotaWaitMixin:
 
     def _log_waiting(self, refusal: QuotaRefusal, delay: float) -> None:
         membership = str(self.request.get("membershipIdentifier") or "")
-        try:
-            holding: str = str(
-                self._quota_hook.count_pending_jobs(
-                    self.kind, membership, max_pages=self.quota_count_max_pages
+        holding: str
+        if self._pending_counted is not None:  # the quota trigger's count, from the event it fired
+            holding, self._pending_counted = str(self._pending_counted), None
+        else:
+            try:
+                holding = str(
+                    self._quota_hook.count_pending_jobs(
+                        self.kind, membership, max_pages=self.quota_count_max_pages
+                    )
                 )
-            )
-        except Exception as error:  # the count is for the log only
-            holding = f"an unknown number of (could not list them: {error})"
+            except Exception as error:  # the count is for the log only
+                holding = f"an unknown number of (could not list them: {error})"
         self.log.warning(
             "%s refused by the service quota %s: %s %ss are pending or in progress in membership %s. "
             "Waiting for a free slot%s (waited %s of quota_wait_timeout %s).",
@@ -555,6 +561,9 @@ class CleanRoomsMLQuotaWaitMixin:
     ) -> Any:
         """Resume after the quota trigger fired, at the start call (it may be refused and wait again)."""
         self._quota_wait_started = quota_wait_started
+        # The trigger counted the jobs holding the slots a moment ago: a refusal now logs that count
+        # instead of listing the membership again (up to quota_count_max_pages pages).
+        self._pending_counted = event.get("pending_jobs") if event else None
         if event and event.get("pending_jobs") is not None:
             self.log.info(
                 "%s of %r pending or in progress in the membership now; starting again",

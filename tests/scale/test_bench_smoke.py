@@ -51,3 +51,7 @@ def test_benchmark_smoke_run_completes_every_wait_without_sharing_clients_across
     assert "objects promoted to old gen. per wait" in proc.stdout
     parse = report["parse"]
     assert parse["ratio_ours"] > 0 and parse["ratio_anchor"] > 0
+    # A deferred quota wait's resume: the start call alone, fewer calls than the whole start path.
+    total = next(line for line in report["quota_resume"].splitlines() if line.startswith("total")).split()
+    assert float(total[2]) == 1.0 < float(total[1])
+    assert "API calls per resume of a deferred quota wait" in proc.stdout

@@ -280,6 +280,17 @@ def test_deferrable_bound_is_counted_across_deferrals(stub_for, ti, clock) -> No
         )
 
 
+def test_a_resumed_task_refused_again_defers_again_without_listing(stub_for, ti, clock, capsys) -> None:
+    op = make(deferrable=True, quota_wait_timeout=3600)
+    stubber = stub_for(op)
+    refuse(stubber, START, tagged(ti))  # the only call: no lookup, and no listing for the log
+    event = {"status": "success", "pending_jobs": 5, "quota_name": MEMBERSHIP_QUOTA, "quota_value": 5.0}
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute_after_quota_wait({"ti": ti}, event=event, quota_wait_started=time.time() - 60)
+    assert isinstance(deferred.value.trigger, CleanRoomsMLJobQuotaSlotTrigger)
+    assert "5 trained model inference jobs are pending or in progress" in capsys.readouterr().out
+
+
 def test_a_task_retried_after_a_start_during_its_wait_finds_that_job(stub_for, ti, clock) -> None:
     """Durable: try 1 was killed right after its start call got through (after a quota wait)."""
     retry = FakeTaskInstance(try_number=2)
