@@ -15,6 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_cleanrooms.emulator.control import EmulatorControl
 from airflow_cleanrooms.emulator.control_api import ControlAPI
 from airflow_cleanrooms.emulator.defaults import (
     DEFAULT_ACCOUNT_ID,
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from aiohttp import web
-
-    from airflow_cleanrooms.emulator.control import EmulatorControl
 
 log = logging.getLogger("airflow_cleanrooms.emulator")
 
@@ -219,8 +218,6 @@ class EmulatorServer:
 
     @property
     def control(self) -> EmulatorControl:
-        from airflow_cleanrooms.emulator.control import EmulatorControl
-
         return EmulatorControl(self.url)
 
     @property
