@@ -145,6 +145,26 @@ def search(query: str, data: Any) -> Any:
     return _INTERPRETER.visit(_compiled(query), data)
 
 
+class PollVerdict(NamedTuple):
+    """
+    What one poll's outcome means for a wait (:func:`judge_poll`).
+
+    ``state``: ``success`` or ``failure`` (an acceptor ended the wait), ``retry`` (an answer, still
+    going: a retry acceptor or none), ``transient`` (no answer worth judging: throttling, 5xx, a
+    dropped connection; try again without using an attempt), or ``error`` (an error answer no
+    acceptor names: the wait cannot go on).
+    """
+
+    state: str
+    #: The acceptor's explanation, or the error's ``Code: Message``.
+    explanation: str = ""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the poll got an answer (it uses one of the wait's attempts)."""
+        return self.state in ("success", "failure", "retry")
+
+
 class Acceptor(NamedTuple):
     """One waiter acceptor: its state (``success``, ``failure``, ``retry``) and its matcher."""
 
@@ -152,6 +172,8 @@ class Acceptor(NamedTuple):
     explanation: str
     matches: Callable[[Mapping[str, Any]], Any]
     expected: Any = None
+    #: What a poll it matches means, made once (a thousand waits' polls allocate no verdict).
+    verdict: PollVerdict = PollVerdict("retry")
 
 
 def _path_matcher(acceptor: AcceptorConfig) -> Callable[[Mapping[str, Any]], Any]:
@@ -246,6 +268,7 @@ def waiter_acceptors(waiter: SingleWaiterConfig) -> tuple[Acceptor, ...]:
                 a.explanation,
                 _path_matcher(a) if a.matcher in ("path", "pathAll", "pathAny") else a.matcher_func,
                 a.expected,
+                PollVerdict(a.state, a.explanation),
             )
             for a in waiter.acceptors
         )
@@ -256,26 +279,6 @@ def waiter_acceptors(waiter: SingleWaiterConfig) -> tuple[Acceptor, ...]:
 def match_acceptors(acceptors: tuple[Acceptor, ...], response: Mapping[str, Any]) -> Acceptor | None:
     """The first acceptor that matches ``response`` (botocore's order), or ``None``."""
     return next((a for a in acceptors if a.matches(response)), None)
-
-
-class PollVerdict(NamedTuple):
-    """
-    What one poll's outcome means for a wait (:func:`judge_poll`).
-
-    ``state``: ``success`` or ``failure`` (an acceptor ended the wait), ``retry`` (an answer, still
-    going: a retry acceptor or none), ``transient`` (no answer worth judging: throttling, 5xx, a
-    dropped connection; try again without using an attempt), or ``error`` (an error answer no
-    acceptor names: the wait cannot go on).
-    """
-
-    state: str
-    #: The acceptor's explanation, or the error's ``Code: Message``.
-    explanation: str = ""
-
-    @property
-    def answered(self) -> bool:
-        """Whether the poll got an answer (it uses one of the wait's attempts)."""
-        return self.state in ("success", "failure", "retry")
 
 
 _STILL_GOING = PollVerdict("retry")
@@ -298,7 +301,7 @@ def judge_poll(acceptors: tuple[Acceptor, ...], outcome: Mapping[str, Any] | Bas
         response = outcome
     matched = match_acceptors(acceptors, response)
     if matched is not None:
-        return PollVerdict(matched.state, matched.explanation)
+        return matched.verdict
     if "Error" in response:
         info = response["Error"]
         description = f"{info.get('Code', 'Unknown')}: {info.get('Message', '')}"

@@ -26,7 +26,6 @@ under its request rate (:attr:`PollScheduler.rate_limiters`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import heapq
 from collections import deque
@@ -40,7 +39,7 @@ from airflow_cleanrooms.aio.per_loop import PerLoop
 from airflow_cleanrooms.aio.rate_limiter import RateLimiters
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
     from airflow_cleanrooms.aio.keys import ClientKey
     from airflow_cleanrooms.aio.rate_limiter import AdaptiveRateLimiter
@@ -74,6 +73,28 @@ class Polling:
 
     def __lt__(self, other: Polling) -> bool:  # heap order; equal times in any order
         return self.due < other.due
+
+
+class _Limited:
+    """
+    What :meth:`PollScheduler.limited` returns: a ``with`` block that holds a wait's place in its
+    limiter's ceiling. One small object per wait (a generator-based context manager would keep a
+    generator and its frame for the whole wait: objects the collector promotes, see the module).
+    """
+
+    __slots__ = ("limiter", "rate")
+
+    def __init__(self, limiter: AdaptiveRateLimiter | None, rate: float) -> None:
+        self.limiter = limiter
+        self.rate = rate
+
+    def __enter__(self) -> AdaptiveRateLimiter | None:
+        return self.limiter
+
+    def __exit__(self, *exc: object) -> None:
+        if self.limiter is not None:
+            self.limiter.unregister(self.rate)
+            self.limiter = None
 
 
 class PollScheduler:
@@ -120,7 +141,6 @@ class PollScheduler:
         self._schedule(polling, seconds)
         return polling.future
 
-    @contextlib.contextmanager
     def limited(
         self,
         client_key: ClientKey | None,
@@ -128,29 +148,25 @@ class PollScheduler:
         operation: str,
         rate: float | None,
         is_throttling: Callable[[Mapping[str, Any]], bool],
-    ) -> Iterator[AdaptiveRateLimiter | None]:
+    ) -> _Limited:
         """
-        The rate limiter a wait's polls of ``operation`` take turns on, for as long as the block runs.
+        The rate limiter a wait's polls of ``operation`` take turns on, for as long as a ``with`` block runs.
 
         One limiter per account, Region and operation (:func:`~airflow_cleanrooms.aio.keys.limiter_key`
         of the pooled client's key), fed the throttled answers ``client`` receives, with ``rate``
-        counted in its ceiling until the block ends. Yields ``None`` (no limiter) when ``rate`` is
-        ``None`` or 0, or the client has no key.
+        counted in its ceiling until the block ends. The block gets ``None`` (no limiter) when
+        ``rate`` is ``None`` or 0, or the client has no key.
 
         :param client: the pooled client (a thread-transport client's boto3 client is watched).
         :param is_throttling: whether a parsed response is a refusal for rate.
         """
         if not rate or client_key is None:
-            yield None
-            return
+            return _Limited(None, 0.0)
         limiter = self.rate_limiters.get(limiter_key(client_key, operation), rate)
         botocore_client = client.client if isinstance(client, ThreadedClient) else client
         self.rate_limiters.watch(client_key, botocore_client, is_throttling)
         limiter.register(rate)
-        try:
-            yield limiter
-        finally:
-            limiter.unregister(rate)
+        return _Limited(limiter, rate)
 
     def poll(
         self,
