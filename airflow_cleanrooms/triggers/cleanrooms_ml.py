@@ -33,13 +33,17 @@ if TYPE_CHECKING:
 
 class _CleanRoomsMLTrigger(CleanRoomsMLBaseWaiterTrigger):
     """
-    What every trigger of the provider shares: the Clean Rooms ML hook, and the request-rate keyword
-    serialized beside ``AwsBaseWaiterTrigger``'s AWS keywords (``aws_conn_id``, ``region_name``,
-    ``verify``, ``botocore_config``), which pass through ``**waiter_and_aws``.
+    What every trigger of the provider shares: the Clean Rooms ML hook, and one keyword block: the
+    request rate beside ``AwsBaseWaiterTrigger``'s AWS keywords (``aws_conn_id``, ``region_name``,
+    ``verify``, ``botocore_config``); the waiter's keywords pass through ``**waiter``.
 
     :param max_requests_per_second: The most requests per second that the triggerer's waits on one
         account, Region and operation make together (they slow down further when AWS throttles).
         (default: 5, AWS's published quota; ``None``: unlimited)
+    :param aws_conn_id: The Airflow connection for AWS. (default: ``aws_default``)
+    :param region_name: AWS Region; the connection's when not given.
+    :param verify: Whether to verify SSL certificates, or a CA bundle path.
+    :param botocore_config: A ``botocore.config.Config`` as a dict.
     """
 
     aws_hook_class = CleanRoomsMLHook
@@ -49,12 +53,22 @@ class _CleanRoomsMLTrigger(CleanRoomsMLBaseWaiterTrigger):
         *,
         serialized_fields: dict[str, Any],
         max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND,
-        **waiter_and_aws: Any,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+        **waiter: Any,
     ) -> None:
+        # The AWS keywords are named here with their defaults: amazon 9.8.0's AwsBaseWaiterTrigger
+        # has no default for aws_conn_id.
         self.max_requests_per_second = max_requests_per_second
         super().__init__(
             serialized_fields={**serialized_fields, "max_requests_per_second": max_requests_per_second},
-            **waiter_and_aws,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+            **waiter,
         )
 
 
