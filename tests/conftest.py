@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +59,36 @@ def airflow_db() -> Path:
         stdout=subprocess.DEVNULL,
     )
     return _HOME
+
+
+_SECRETS_MASKER_MODULES = (
+    "airflow.sdk._shared.secrets_masker.secrets_masker",  # Airflow 3.1+ (Task SDK)
+    "airflow._shared.secrets_masker.secrets_masker",  # Airflow 3.1+ (core)
+    "airflow.sdk.execution_time.secrets_masker",  # Airflow 3.0
+    "airflow.utils.log.secrets_masker",
+)
+
+
+def _secrets_maskers() -> dict[int, Any]:
+    maskers: dict[int, Any] = {}
+    for name in _SECRETS_MASKER_MODULES:
+        factory = getattr(sys.modules.get(name), "_secrets_masker", None)
+        masker = factory() if callable(factory) else None
+        if masker is not None and hasattr(masker, "patterns"):
+            maskers[id(masker)] = masker
+    return maskers
+
+
+@pytest.fixture(autouse=True)
+def _secrets_masker_per_test() -> Iterator[None]:
+    """
+    Each test starts with the secrets masker it found: the values a test masks are forgotten after it.
+
+    The masker is process-wide and joins its patterns in set order, so a short secret an earlier test
+    masked could mask part of a longer one in a later test ("hunter2" turned "hunter2-db-secret" into
+    "***-db-secret", depending on the hash seed).
+    """
+    saved = {key: (set(masker.patterns), masker.replacer) for key, masker in _secrets_maskers().items()}
+    yield
+    for key, masker in _secrets_maskers().items():
+        masker.patterns, masker.replacer = saved.get(key, (set(), None))

@@ -80,6 +80,11 @@ def leaked_lines(logs: str) -> list[str]:
     ]
 
 
+def container_lines(logs: str) -> str:
+    """The streamed container lines of a task's output (what a failed assertion shows)."""
+    return "\n".join(line[:300] for line in logs.splitlines() if "[container]" in line)
+
+
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_failing_job_streams_the_container_error_line_with_secrets_masked(
     logs_dag, cleanrooms_emulator, deferrable, capfd
@@ -96,7 +101,7 @@ def test_failing_job_streams_the_container_error_line_with_secrets_masked(
     assert "[container] ERROR AlgorithmError: division by zero in score()" in logs
     assert "[container] Container exited with code 1" in logs
     # The container printed its environment: the masked value shows as ***.
-    assert "[container] Environment: DB_PASSWORD=***, MODE=batch" in logs
+    assert "[container] Environment: DB_PASSWORD=***, MODE=batch" in logs, container_lines(logs)
     assert not leaked_lines(logs)
     # Lines come once each, in order.
     # (Airflow 3.0's dag.test() prints each record through two handlers: count copies of the first line.)
@@ -141,6 +146,6 @@ def test_sensor_streams_the_container_lines_once(logs_dag, cleanrooms_emulator, 
     logs = output.out + output.err
     assert logs.count("[container] ERROR AlgorithmError: division by zero in score()") == 1
     assert logs.count("[container] Starting inference container") == 1
-    assert "[container] Environment: DB_PASSWORD=***, MODE=batch" in logs
+    assert "[container] Environment: DB_PASSWORD=***, MODE=batch" in logs, container_lines(logs)
     assert not leaked_lines(logs)
     assert "logs status:      PUBLISH_SUCCEEDED" in logs
