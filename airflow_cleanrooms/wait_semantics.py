@@ -429,6 +429,15 @@ class ResourceKind:
         request.update({k: v for k, v in extra.items() if v is not None})
         return request
 
+    def cancel_command(self, membership_identifier: str, arn: str, **extra: Any) -> str:
+        """The AWS CLI command that cancels one resource (for logs that ask a person to do it)."""
+        assert self.cancel_operation is not None
+        request = self.request(membership_identifier, arn, **extra)
+        words = ["aws", "cleanroomsml", camel_to_snake(self.cancel_operation).replace("_", "-")]
+        for key, value in request.items():
+            words += [f"--{camel_to_snake(key).replace('_', '-')}", str(value)]
+        return " ".join(words)
+
     @property
     def list_result_key(self) -> str:
         """The listed items' member (``trainedModelInferenceJobs``), read from the model."""

@@ -67,6 +67,42 @@ _Observation = tuple["str | None", "dict[str, Any] | None", str]
 _NOTHING_SEEN: _Observation = (None, None, "")
 
 
+#: A task instance's state while its trigger waits (``TaskInstanceState.DEFERRED``).
+TASK_DEFERRED = "deferred"
+
+
+async def deferred_task_state(trigger: AwsBaseWaiterTrigger) -> str | None:
+    """
+    The state of the task instance that deferred to ``trigger``, read now from the API server
+    (``None``: the task instance has no state).
+
+    Read through the Task SDK's ``RuntimeTaskInstance.get_task_states``, as the amazon provider's
+    EMR Serverless trigger does; mapped task instances are keyed ``<task_id>_<map_index>``. A
+    trigger that runs without a task instance (outside a triggerer) has nobody else waiting on it,
+    and reads as killed (``"unknown"``). Raises when the state cannot be read.
+    """
+    ti = getattr(trigger, "task_instance", None)
+    if ti is None:
+        return "unknown"
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    map_index = getattr(ti, "map_index", -1)
+    map_index = -1 if map_index is None else map_index
+    states = await asyncio.to_thread(
+        RuntimeTaskInstance.get_task_states,
+        dag_id=ti.dag_id,
+        map_index=map_index,
+        task_ids=[ti.task_id],
+        run_ids=[ti.run_id],
+    )
+    key = ti.task_id if map_index < 0 else f"{ti.task_id}_{map_index}"
+    by_task = (states or {}).get(ti.run_id) or {}
+    if key not in by_task:
+        raise LookupError(f"task instance {ti.dag_id}/{ti.run_id}/{key} not found")
+    state = by_task[key]
+    return None if state is None else str(getattr(state, "value", state))
+
+
 class _WaitState:
     """One wait's progress between polls (created once per wait); calling it judges one outcome."""
 

@@ -12,10 +12,15 @@ from botocore import xform_name
 from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.compat import trigger_hook_parameters
+from airflow_cleanrooms.compat import conf, trigger_hook_parameters
 from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
-from airflow_cleanrooms.triggers.base import _RNG, CleanRoomsMLBaseWaiterTrigger
+from airflow_cleanrooms.triggers.base import (
+    _RNG,
+    TASK_DEFERRED,
+    CleanRoomsMLBaseWaiterTrigger,
+    deferred_task_state,
+)
 from airflow_cleanrooms.wait_semantics import (
     ML_INPUT_CHANNEL,
     RESOURCE_KINDS,
@@ -29,6 +34,10 @@ from airflow_cleanrooms.wait_semantics import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+
+#: Seconds before the first retry of a throttled cancel call (doubling, jittered, at most 4 s).
+CANCEL_FIRST_RETRY_SECONDS = 0.5
 
 
 class _CleanRoomsMLTrigger(CleanRoomsMLBaseWaiterTrigger):
@@ -84,9 +93,10 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
 
     - Error events carry the final ``job_status`` and ``status_details`` when the waiter stopped on a
       failure status (taken from the waiter's last response).
-    - With ``cancel_on_kill``, a user killing the deferred task (mark failed / clear / mark success;
-      Airflow 3.3+ calls :meth:`on_kill` then) cancels the resource. Operators that started the
-      resource set it; sensors, which only watch, never do.
+    - With ``cancel_on_kill``, a user or a timeout killing the deferred task (mark failed / clear /
+      mark success; Airflow 3.3+ calls :meth:`on_kill` then) cancels the resource; a hand-over to
+      another triggerer never does. Operators that started the resource set it; sensors, which only
+      watch, never do.
     - With ``print_log``, the job's container logs are streamed into the trigger's log (the task log
       on Airflow 3) while it waits: :class:`~airflow_cleanrooms.container_logs.TriggerLogStreamer`
       (shared client pool, poll scheduler), streams found by ``log_stream_prefix`` (default: the
@@ -181,25 +191,75 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
         return publishing_fields(self.kind, response)
 
     async def on_kill(self) -> None:
-        """Cancel the resource when the user kills the deferred task (only with ``cancel_on_kill``)."""
-        kind = self.kind
-        if not self.cancel_on_kill or kind.cancel_operation is None:
+        """
+        Cancel the resource when the deferred task was killed (only with ``cancel_on_kill``), never
+        when the trigger was only handed to another triggerer.
+
+        Airflow 3.3 calls ``on_kill`` when a user or a timeout ends the deferred task, and also when a
+        triggerer that stopped heart-beating for ``triggerer_health_check_threshold`` (a long pause,
+        a stalled container) recovers and drops the triggers another triggerer took over meanwhile
+        (apache/airflow#73454). The task instance tells the two apart: a killed task is no longer
+        deferred; a handed-over one still is, and the other triggerer is waiting on the resource.
+        When its state cannot be read, the resource is not cancelled and the log says how to cancel
+        it by hand: cancelling a job another triggerer still waits on fails the task and loses the
+        work done, while a job left running costs its remaining time.
+        """
+        if not self.cancel_on_kill or self.kind.cancel_operation is None:
             return
-        from botocore import xform_name
-
-        self.log.info("Task killed while deferred: cancelling %s %s", kind.label, self.arn)
-        operation = xform_name(kind.cancel_operation)
-
-        async def cancel() -> None:
-            hook = self.hook()
-            async with await hook.get_async_conn() as client:
-                call = getattr(client, operation)
-                await call(**kind.request(self.membership_identifier, self.arn, **self.waiter_args_extra))
-            self.log.info("Cancel requested for %s %s", kind.label, self.arn)
-
         # Shielded: Airflow 3.3's triggerer may cancel on_kill itself again about a second later
         # (seen in the reliability suite: the cancel call never completed and the job ran on).
-        await asyncio.shield(cancel())
+        await asyncio.shield(self._cancel_if_killed())
+
+    async def _cancel_if_killed(self) -> None:
+        kind = self.kind
+        what = f"{kind.label} {self.arn}"
+        try:
+            state = await deferred_task_state(self)
+        except Exception as error:
+            self.log.warning(
+                "Could not read the task's state (%s), so it is unknown whether the task was killed or "
+                "this trigger was handed to another triggerer: %s is NOT cancelled. If the task was "
+                "killed, cancel it with %s",
+                error,
+                what,
+                kind.cancel_command(self.membership_identifier, self.arn, **self.waiter_args_extra),
+            )
+            return
+        if state == TASK_DEFERRED:
+            self.log.info(
+                "Trigger handed over: the task is still deferred and another triggerer waits on %s; "
+                "not cancelling it",
+                what,
+            )
+            return
+        self.log.info("Task killed while deferred (its state is now %s): cancelling %s", state, what)
+        request = kind.request(self.membership_identifier, self.arn, **self.waiter_args_extra)
+        # Many tasks killed at once (a run marked failed) exceed the Cancel operation's request rate:
+        # throttled and other transient failures are retried, with jittered backoff, until shortly
+        # before Airflow's [triggerer] on_kill_timeout.
+        deadline = time.monotonic() + max(1.0, conf.getfloat("triggerer", "on_kill_timeout", fallback=30) - 5)
+        delay = CANCEL_FIRST_RETRY_SECONDS
+        async with await self.hook().get_async_conn() as client:
+            call = getattr(client, xform_name(str(kind.cancel_operation)))
+            while True:
+                try:
+                    await call(**request)
+                    break
+                except Exception as error:
+                    pause = delay * (0.5 + _RNG.random())
+                    if not is_transient(error) or time.monotonic() + pause > deadline:
+                        self.log.warning(
+                            "Could not cancel %s (%s). Cancel it with %s",
+                            what,
+                            error,
+                            kind.cancel_command(
+                                self.membership_identifier, self.arn, **self.waiter_args_extra
+                            ),
+                        )
+                        return
+                    await asyncio.sleep(pause)
+                    delay = min(delay * 2, 4.0)
+        self.log.info("Cancel requested for %s", what)
 
 
 class CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(_CleanRoomsMLResourceTrigger):

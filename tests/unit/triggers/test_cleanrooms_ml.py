@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from botocore.stub import Stubber
 
 from airflow_cleanrooms.aio.poll_scheduler import Finished
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
+from airflow_cleanrooms.triggers import cleanrooms_ml as trigger_module
 from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger, _WaitState
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLInputChannelActiveTrigger,
@@ -85,7 +87,7 @@ class _StubbedAsyncConn:
 
     def __init__(self, original: Any) -> None:
         self.original = original
-        self.expected: list[tuple[str, dict[str, Any]]] = []
+        self.expected: list[tuple[str, dict[str, Any] | str]] = []
         self.called = False
 
     async def __call__(self, hook: CleanRoomsMLHook) -> Any:
@@ -96,7 +98,10 @@ class _StubbedAsyncConn:
             async with client_cm as client:
                 with Stubber(client) as stubber:
                     for method, params in self.expected:
-                        stubber.add_response(method, {}, params)
+                        if isinstance(params, str):  # an error code, answered with HTTP 400
+                            stubber.add_client_error(method, params, params)
+                        else:
+                            stubber.add_response(method, {}, params)
                     self.called = True
                     yield client
                     stubber.assert_no_pending_responses()
@@ -152,6 +157,126 @@ def test_on_kill_does_nothing_for_watchers(async_stub) -> None:
     )
     asyncio.run(trigger.on_kill())
     assert not async_stub.called
+
+
+class _TaskStates:
+    """Stands in for ``RuntimeTaskInstance.get_task_states`` (the Task SDK's call to the API server)."""
+
+    def __init__(self, states: dict[str, Any] | Exception) -> None:
+        self.states = states
+        self.asked: list[dict[str, Any]] = []
+
+    def __call__(self, **query: Any) -> dict[str, Any]:
+        self.asked.append(query)
+        if isinstance(self.states, Exception):
+            raise self.states
+        return self.states
+
+
+def _deferred_trigger(map_index: int = -1) -> CleanRoomsMLTrainedModelInferenceJobCompleteTrigger:
+    trigger = CleanRoomsMLTrainedModelInferenceJobCompleteTrigger(
+        membership_identifier=MEMBERSHIP,
+        trained_model_inference_job_arn=JOB_ARN,
+        cancel_on_kill=True,
+        aws_conn_id=None,
+    )
+    # What the triggerer sets on a trigger that a task deferred to.
+    trigger.task_instance = SimpleNamespace(
+        dag_id="scores", task_id="score", run_id="r1", map_index=map_index
+    )
+    return trigger
+
+
+def _task_states(monkeypatch: pytest.MonkeyPatch, states: dict[str, Any] | Exception) -> _TaskStates:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    fake = _TaskStates(states)
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(fake))
+    return fake
+
+
+@pytest.mark.parametrize("state", ["failed", "success", "up_for_retry", "scheduled", None])
+def test_on_kill_cancels_when_the_task_is_no_longer_deferred(async_stub, monkeypatch, capsys, state) -> None:
+    async_stub.expected.append(("cancel_trained_model_inference_job", GET_JOB))
+    states = _task_states(monkeypatch, {"r1": {"score": state}})
+    trigger = _deferred_trigger()
+
+    asyncio.run(trigger.on_kill())
+
+    log = capsys.readouterr().out
+    assert async_stub.called
+    assert states.asked == [{"dag_id": "scores", "map_index": -1, "task_ids": ["score"], "run_ids": ["r1"]}]
+    assert f"Task killed while deferred (its state is now {state}): cancelling" in log
+
+
+def test_on_kill_of_a_handed_over_trigger_does_not_cancel(async_stub, monkeypatch, capsys) -> None:
+    """Airflow 3.3: a triggerer that stalled and recovered kills triggers another triggerer now runs."""
+    _task_states(monkeypatch, {"r1": {"score": "deferred"}})
+
+    asyncio.run(_deferred_trigger().on_kill())
+
+    log = capsys.readouterr().out
+    assert not async_stub.called
+    assert "Trigger handed over: the task is still deferred and another triggerer waits on" in log
+
+
+def test_on_kill_reads_a_mapped_task_instance_under_its_map_index(async_stub, monkeypatch) -> None:
+    states = _task_states(monkeypatch, {"r1": {"score_3": "deferred", "score_4": "failed"}})
+
+    asyncio.run(_deferred_trigger(map_index=3).on_kill())
+
+    assert not async_stub.called  # score_3 is still deferred (score_4 is another task instance)
+    assert states.asked[0]["map_index"] == 3
+
+
+@pytest.mark.parametrize(
+    "answer", [ConnectionError("api-server unreachable"), {"r1": {}}], ids=["lookup-fails", "not-found"]
+)
+def test_on_kill_does_not_cancel_when_the_task_state_is_unknown(
+    async_stub, monkeypatch, capsys, answer
+) -> None:
+    _task_states(monkeypatch, answer)
+
+    asyncio.run(_deferred_trigger().on_kill())
+
+    log = capsys.readouterr().out
+    assert not async_stub.called
+    assert f"trained model inference job {JOB_ARN} is NOT cancelled" in log
+    command = (
+        "aws cleanroomsml cancel-trained-model-inference-job "
+        f"--membership-identifier {MEMBERSHIP} --trained-model-inference-job-arn {JOB_ARN}"
+    )
+    assert command in log
+
+
+def test_a_throttled_cancel_is_retried(async_stub, monkeypatch, capsys) -> None:
+    """A run marked failed kills many waits at once: their cancel calls exceed the request rate."""
+    monkeypatch.setattr(trigger_module, "CANCEL_FIRST_RETRY_SECONDS", 0.0)  # retry at once
+    cancel = "cancel_trained_model_inference_job"
+    async_stub.expected += [
+        (cancel, "ThrottlingException"),
+        (cancel, "ThrottlingException"),
+        (cancel, GET_JOB),
+    ]
+    _task_states(monkeypatch, {"r1": {"score": "failed"}})
+
+    asyncio.run(_deferred_trigger().on_kill())
+
+    assert f"Cancel requested for trained model inference job {JOB_ARN}" in capsys.readouterr().out
+
+
+def test_a_cancel_refused_for_good_is_not_retried_and_says_how_to_cancel(
+    async_stub, monkeypatch, capsys
+) -> None:
+    async_stub.expected.append(("cancel_trained_model_inference_job", "AccessDeniedException"))
+    _task_states(monkeypatch, {"r1": {"score": "failed"}})
+
+    asyncio.run(_deferred_trigger().on_kill())
+
+    log = capsys.readouterr().out
+    assert f"Could not cancel trained model inference job {JOB_ARN}" in log
+    assert "Cancel it with aws cleanroomsml cancel-trained-model-inference-job" in log
+    assert "Cancel requested" not in log
 
 
 @pytest.mark.parametrize(
