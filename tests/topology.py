@@ -3,8 +3,10 @@ A real Airflow deployment as plain processes: the one way this project starts Ai
 ``dag.test()``.
 
 ``airflow db migrate``, then ``api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and
-``triggerer``, each in its own session (process group) on free loopback ports, on SQLite or on a
-private PostgreSQL cluster (Debian's ``postgresql``; as root it runs as the ``postgres`` user).
+``triggerer`` (or several: ``triggerers=2`` adds ``triggerer-2``, as in an HA deployment), each in
+its own session (process group) on free loopback ports, on SQLite or on a private PostgreSQL cluster
+(Debian's ``postgresql``; as root it runs as the ``postgres`` user). A component can be SIGKILLed
+(:meth:`AirflowTopology.kill`) or stalled and resumed (:meth:`~AirflowTopology.pause`, SIGSTOP/SIGCONT).
 Tasks run in LocalExecutor worker processes and talk to the api-server's execution API, as in
 production. The REST API (``/api/v2``) is reached as the simple auth manager's ``admin`` user.
 
@@ -42,7 +44,8 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+TRIGGERER = "triggerer"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", TRIGGERER)
 DATABASES = ("sqlite", "postgres")
 EXECUTORS = ("LocalExecutor",)
 ADMIN_USER = "admin"
@@ -184,6 +187,9 @@ class AirflowTopology:
     :param database: ``"sqlite"`` (a file in ``home``) or ``"postgres"`` (a private cluster).
     :param executor: ``"LocalExecutor"`` (the only one offered, see the module docstring).
     :param dags_folder: the DAGs folder (default ``home/dags``, filled by :meth:`add_dags`).
+    :param triggerers: triggerer processes: ``triggerer``, then ``triggerer-2``, ... (each with its
+        own log server port), as in an HA deployment or an MWAA environment with several schedulers.
+        Several triggerers need PostgreSQL (they share triggers through row locks).
     """
 
     def __init__(
@@ -194,11 +200,16 @@ class AirflowTopology:
         database: Literal["sqlite", "postgres"] = "sqlite",
         executor: str = "LocalExecutor",
         dags_folder: Path | None = None,
+        triggerers: int = 1,
     ):
         if database not in DATABASES:
             raise ValueError(f"database must be one of {DATABASES}, not {database!r}")
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
+        if triggerers < 1 or (triggerers > 1 and database != "postgres"):
+            raise ValueError(f"triggerers must be 1 on SQLite and at least 1 on PostgreSQL, not {triggerers}")
+        self.triggerers = [TRIGGERER] + [f"{TRIGGERER}-{n}" for n in range(2, triggerers + 1)]
+        self.components = (*COMPONENTS[:-1], *self.triggerers)
         self.home = home
         self.database = database
         self.executor = executor
@@ -304,21 +315,24 @@ class AirflowTopology:
             raise
 
     @contextlib.contextmanager
-    def running(self, dag_files: Iterable[Path] = ()) -> Iterator[AirflowTopology]:
+    def running(
+        self, dag_files: Iterable[Path] = (), components: Iterable[str] = ()
+    ) -> Iterator[AirflowTopology]:
         """
         The deployment up for the ``with`` block, with ``dag_files`` in its DAGs folder: migrated,
         started, healthy and watched (a component that exits is restarted and noted in ``restarts``).
         When the block fails, each component's last log lines are printed; it is stopped either way.
+        ``components``: start only these (default: all); :meth:`start` the others later.
         """
         self.add_dags(dag_files)
         self.migrate()
         try:
-            self.start()
+            self.start(*components)
             self.wait_healthy()
             self.watch()
             yield self
         except BaseException:
-            for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            for component in self.components:
                 print(f"== {component}\n{self.tail(component)}")
             raise
         finally:
@@ -372,11 +386,17 @@ class AirflowTopology:
 
     def start(self, *components: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        for component in components or COMPONENTS:
+        for component in components or self.components:
+            command, env = component, self.env
+            if component in self.triggerers[1:]:  # one more triggerer: its own log server port
+                command, env = (
+                    TRIGGERER,
+                    {**env, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())},
+                )
             log = open(self.logs / f"{component}.log", "ab")  # noqa: SIM115 - closed with the process
             self.processes[component] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", component],
-                env=self.env,
+                [sys.executable, "-m", "airflow", command],
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -414,6 +434,14 @@ class AirflowTopology:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+    def pause(self, component: str) -> None:
+        """SIGSTOP a component's process group: a stalled process (a long pause, a frozen container)."""
+        os.killpg(self.processes[component].pid, signal.SIGSTOP)
+
+    def resume(self, component: str) -> None:
+        """SIGCONT a component paused by :meth:`pause`."""
+        os.killpg(self.processes[component].pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGTERM every component at once, SIGKILL what is left after 15 s; stop PostgreSQL."""
         self._watching.clear()
@@ -421,6 +449,7 @@ class AirflowTopology:
             for process in self.processes.values():
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
+                    os.killpg(process.pid, signal.SIGCONT)  # a paused component must see it
             deadline = time.monotonic() + 15
             for process in self.processes.values():
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -532,9 +561,10 @@ class AirflowTopology:
         path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         return self.api("GET", path, params={"deserialize": True, "stringify": False})["value"]
 
-    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
         """What "Mark failed/success" in the UI does."""
-        self.api("PATCH", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", {"new_state": state})
+        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        self.api("PATCH", path + (f"/{map_index}" if map_index >= 0 else ""), {"new_state": state})
 
     def wait_run_finished(self, dag_id: str, run_id: str, timeout: float) -> str:
         def finished() -> str | None:
@@ -587,6 +617,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", choices=DATABASES, default="postgres")
     parser.add_argument("--executor", choices=EXECUTORS, default="LocalExecutor")
     parser.add_argument(
+        "--triggerers", type=int, default=1, help="triggerer processes (PostgreSQL only for 2+)"
+    )
+    parser.add_argument(
         "--seed-membership",
         metavar="UUID",
         help="seed the emulator: algorithm, association, ML input channel and a trained model (ARNs printed)",
@@ -614,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
             database=args.database,
             executor=args.executor,
             dags_folder=args.dags_folder.resolve(),
+            triggerers=args.triggerers,
         )
         with topology:
             if args.seed_membership:

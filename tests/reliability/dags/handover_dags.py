@@ -1,0 +1,39 @@
+"""
+DAG of the triggerer hand-over proof (``tests/reliability/test_triggerer_handover.py``): one mapped
+inference-job task, ``HANDOVER_WAITS`` deferred waits per run, each job in the run's membership.
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import DAG
+
+from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
+
+CONN_ID = os.environ.get("RELIABILITY_CONN_ID", "cleanrooms_emulator")
+WAITS = int(os.environ.get("HANDOVER_WAITS", "20"))
+PARAMS = {"membership_id": "", "trained_model_arn": "", "channel_arn": ""}
+
+
+def waits(dag_id: str, count: int) -> DAG:
+    """A DAG of ``count`` deferred inference waits (one mapped task, ``score``)."""
+    with DAG(dag_id, schedule=None, params=PARAMS, max_active_tasks=count) as dag:
+        CleanRoomsMLStartTrainedModelInferenceJobOperator.partial(
+            task_id="score",
+            aws_conn_id=CONN_ID,
+            membership_identifier="{{ params.membership_id }}",
+            trained_model_arn="{{ params.trained_model_arn }}",
+            resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+            output_configuration={"members": [{"accountId": "444455556666"}]},
+            data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
+            deferrable=True,
+            waiter_delay=5,
+            waiter_max_attempts=720,
+            retries=0,
+        ).expand(name=[f"{dag_id}-{index}" for index in range(count)])
+    return dag
+
+
+handover = waits("handover", WAITS)
+handover_kill = waits("handover_kill", 2)

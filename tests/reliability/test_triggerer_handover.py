@@ -1,0 +1,329 @@
+"""
+Triggerer hand-overs on a deployment with two triggerers (PostgreSQL, LocalExecutor): a trigger
+handed to another triggerer never cancels its job, and a kill still cancels exactly once.
+
+On Airflow 3.3 a triggerer that stopped heart-beating for ``triggerer_health_check_threshold``
+(6 s here) loses its triggers to the other triggerer; when it recovers, it cancels the triggers it
+no longer owns as if a user had killed them, so ``on_kill`` runs (apache/airflow#73454). The
+provider's triggers then read the task instance's state and cancel only when it is no longer
+deferred.
+
+Scenarios, one DAG run each, in one deployment (one emulator; AWS's request rate on, the job
+quotas off: 20 running jobs in one membership is the point here, not the quota):
+
+1. **stall**: triggerer 1 holds every wait and is SIGSTOPped past the threshold; triggerer 2 takes
+   them over; triggerer 1 is SIGCONTed and drops them. Every wait goes on, no job is cancelled.
+2. **kill**: the triggerer holding the waits of a second run is SIGKILLed; the other takes them.
+3. **mark failed**: with both triggerers up, one of two deferred tasks is marked failed: its job
+   is cancelled exactly once, the other job is not.
+
+The table is printed (scenario, starts, cancels, run state, time, ok) before the rows are asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess
+from airflow_cleanrooms.emulator.pytest_plugin import connection_json
+from tests.reliability.tables import render_table
+from tests.topology import TRIGGERER, AirflowTopology, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HERE = Path(__file__).resolve().parent
+DAG_FILE = HERE / "dags" / "handover_dags.py"
+WAITS = int(os.environ.get("HANDOVER_WAITS", "20"))
+SECOND = f"{TRIGGERER}-2"
+START = "StartTrainedModelInferenceJob"
+CANCEL = "CancelTrainedModelInferenceJob"
+TIMEOUT = 240.0
+HANDED_OVER = "Trigger handed over: the task is still deferred"
+KILLED = "Task killed while deferred"
+
+
+@dataclass
+class Row:
+    scenario: str
+    starts: int
+    expected_starts: int
+    cancels: int
+    expected_cancels: int
+    run_state: str
+    expected_state: str
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and (self.starts, self.cancels, self.run_state) == (
+            self.expected_starts,
+            self.expected_cancels,
+            self.expected_state,
+        )
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("scenario", "starts (want)", "cancels (want)", "run state (want)", "time", "ok")
+    body = [
+        (
+            row.scenario,
+            f"{row.starts} ({row.expected_starts})",
+            f"{row.cancels} ({row.expected_cancels})",
+            f"{row.run_state} ({row.expected_state})",
+            f"{row.seconds:.1f}s",
+            "yes" if row.ok else "NO",
+        )
+        for row in rows
+    ]
+    return render_table(header, body, ((row.scenario, problem) for row in rows for problem in row.problems))
+
+
+class Handover:
+    """The deployment, the emulator, and what the scenarios count and wait for."""
+
+    def __init__(self, topology: AirflowTopology, emulator: EmulatorProcess) -> None:
+        self.topology = topology
+        self.emulator = emulator
+        self.control = emulator.control
+
+    def new_run(self, dag_id: str) -> tuple[str, str]:
+        membership = str(uuid.uuid4())
+        seeded = self.control.seed_membership(membership, trained_model=True)
+        conf = {
+            "membership_id": membership,
+            "trained_model_arn": seeded["trained_model_arn"],
+            "channel_arn": seeded["ml_input_channel_arn"],
+        }
+        run_id = self.topology.trigger(dag_id, f"{dag_id}__{uuid.uuid4().hex[:8]}", conf)
+        return run_id, membership
+
+    def calls(self, operation: str, membership: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.control.requests(operation)
+            if r["params"].get("membershipIdentifier") == membership and r.get("status", 200) < 300
+        ]
+
+    def holders(self, dag_id: str, run_id: str, count: int) -> dict[int, int]:
+        """``{map_index: triggerer job id}`` once all ``count`` waits are deferred and held by a triggerer."""
+
+        def held() -> dict[int, int] | None:
+            tis = self.topology.task_instances(dag_id, run_id)
+            found = {
+                ti["map_index"]: (ti.get("triggerer_job") or {}).get("id")
+                for ti in tis
+                if ti["state"] == "deferred"
+            }
+            if len(found) == count and all(found.values()):
+                return found
+            return None
+
+        return dict(self.topology.wait_for(f"{count} waits of {run_id} held by a triggerer", held, TIMEOUT))
+
+    def wait_held_by(self, dag_id: str, run_id: str, count: int, accept: Any, what: str) -> dict[int, int]:
+        def moved() -> dict[int, int] | None:
+            holders = self.holders(dag_id, run_id, count)
+            return holders if all(accept(holder) for holder in holders.values()) else None
+
+        return dict(self.topology.wait_for(what, moved, TIMEOUT))
+
+    def trigger_log(self, dag_id: str, run_id: str, map_index: int, triggerer_id: int) -> str:
+        path = self.topology.task_log_dir(dag_id, run_id, "score", map_index)
+        log = path / f"attempt=1.log.trigger.{triggerer_id}.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def finish(self, dag_id: str, run_id: str, membership: str, except_arns: set[str] = frozenset()) -> str:
+        """Let every job still running succeed; return the run's final state."""
+        for job in self.jobs(membership):
+            if (
+                job["trainedModelInferenceJobArn"] not in except_arns
+                and job["status"] == "CREATE_IN_PROGRESS"
+            ):
+                self.control.force_status(job["trainedModelInferenceJobArn"], "ACTIVE")
+        return self.topology.wait_run_finished(dag_id, run_id, TIMEOUT)
+
+    def jobs(self, membership: str) -> list[dict[str, Any]]:
+        client = boto3.client(
+            "cleanroomsml",
+            endpoint_url=self.emulator.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"mode": "standard", "max_attempts": 10}),
+        )
+        return list(
+            client.list_trained_model_inference_jobs(membershipIdentifier=membership, maxResults=100)[
+                "trainedModelInferenceJobs"
+            ]
+        )
+
+    def row(self, scenario: str, membership: str, run_state: str, started: float, **want: Any) -> Row:
+        return Row(
+            scenario,
+            len(self.calls(START, membership)),
+            want["starts"],
+            len(self.calls(CANCEL, membership)),
+            want["cancels"],
+            run_state,
+            want["state"],
+            time.monotonic() - started,
+        )
+
+
+def stall(h: Handover) -> tuple[Row, int, int]:
+    """Triggerer 1 (alone) takes every wait; SIGSTOP it past the threshold, start triggerer 2, SIGCONT 1."""
+    started = time.monotonic()
+    run_id, membership = h.new_run("handover")
+    first = set(h.holders("handover", run_id, WAITS).values())
+    assert len(first) == 1, f"one triggerer was running, yet the waits are held by {first}"
+    (first_id,) = first
+    h.topology.start(SECOND)
+    h.topology.pause(TRIGGERER)
+    try:
+        moved = h.wait_held_by(
+            "handover", run_id, WAITS, lambda holder: holder != first_id, "triggerer 2 to take every wait"
+        )
+    finally:
+        h.topology.resume(TRIGGERER)
+    (second_id,) = set(moved.values())
+    problems: list[str] = []
+    # The recovered triggerer drops the waits it lost, and (Airflow 3.3) runs on_kill for each.
+    logs: dict[int, str] = {}
+
+    def dropped() -> bool:
+        logs.update({i: h.trigger_log("handover", run_id, i, first_id) for i in range(WAITS)})
+        return all(HANDED_OVER in text or KILLED in text for text in logs.values())
+
+    try:
+        wait_until(dropped, 60, "the recovered triggerer to drop its waits", interval=1)
+    except TimeoutError:
+        problems.append(
+            f"{sum(HANDED_OVER in text or KILLED in text for text in logs.values())} of {WAITS} trigger "
+            "logs of the recovered triggerer show on_kill"
+        )
+    said = sum(HANDED_OVER in text for text in logs.values())
+    state = h.finish("handover", run_id, membership)
+    row = h.row(
+        f"triggerer 1 SIGSTOP past the threshold, then SIGCONT ({WAITS} waits; {said} said 'handed over')",
+        membership,
+        state,
+        started,
+        starts=WAITS,
+        cancels=0,
+        state="success",
+    )
+    row.problems += problems
+    return row, first_id, second_id
+
+
+def kill(h: Handover, first_id: int, second_id: int) -> Row:
+    """Both triggerers share a run's waits; SIGKILL triggerer 2: triggerer 1 takes its waits."""
+    started = time.monotonic()
+    run_id, membership = h.new_run("handover")
+    holders = h.holders("handover", run_id, WAITS)
+    on_second = sum(holder == second_id for holder in holders.values())
+    h.topology.kill(SECOND)
+    h.wait_held_by(
+        "handover", run_id, WAITS, lambda holder: holder == first_id, "triggerer 1 to hold every wait"
+    )
+    state = h.finish("handover", run_id, membership)
+    return h.row(
+        f"triggerer 2 SIGKILL ({WAITS} waits, {on_second} on it)",
+        membership,
+        state,
+        started,
+        starts=WAITS,
+        cancels=0,
+        state="success",
+    )
+
+
+def mark_failed(h: Handover) -> Row:
+    """Two triggerers up; one of two deferred tasks is marked failed: its job alone is cancelled, once."""
+    started = time.monotonic()
+    h.topology.start(SECOND)
+    run_id, membership = h.new_run("handover_kill")
+    holders = h.holders("handover_kill", run_id, 2)
+    # A trigger cancels on kill only once a triggerer runs it: wait for its log file.
+    wait_until(
+        lambda: h.trigger_log("handover_kill", run_id, 0, holders[0]),
+        TIMEOUT,
+        "the trigger to run",
+        interval=0.5,
+    )
+    h.topology.set_task_state("handover_kill", run_id, "score", "failed", map_index=0)
+    problems: list[str] = []
+    try:
+        wait_until(lambda: h.calls(CANCEL, membership), TIMEOUT, "the cancel call", interval=0.5)
+        # Both triggerers see the change; give the other one time to (wrongly) cancel too.
+        time.sleep(8)
+    except TimeoutError as error:
+        problems.append(str(error))
+    cancelled = {call["params"]["trainedModelInferenceJobArn"] for call in h.calls(CANCEL, membership)}
+    state = h.finish("handover_kill", run_id, membership, except_arns=cancelled)
+    names = {job["trainedModelInferenceJobArn"]: job["name"] for job in h.jobs(membership)}
+    if {names.get(arn) for arn in cancelled} - {"handover_kill-0"}:
+        problems.append(f"cancelled the wrong job: {sorted(names.get(arn) or arn for arn in cancelled)}")
+    row = h.row(
+        "mark 1 of 2 deferred tasks failed, 2 triggerers up",
+        membership,
+        state,
+        started,
+        starts=2,
+        cancels=1,
+        state="failed",
+    )
+    row.problems += problems
+    return row
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    state = tmp_path_factory.mktemp("handover-emulator") / "state.db"
+    # Jobs run until the scenario lets them succeed (force_status), however slow the hand-over.
+    with EmulatorProcess(
+        state=state, args=["--pending-seconds", "1", "--running-seconds", "3600"]
+    ) as process:
+        process.control.set_limits(inference_jobs_per_membership=None, inference_jobs_per_account=None)
+        yield process
+
+
+@pytest.fixture(scope="module")
+def topology(
+    tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorProcess
+) -> Iterator[AirflowTopology]:
+    home = tmp_path_factory.mktemp("handover-airflow")
+    env = {
+        f"AIRFLOW_CONN_{CONN_ID.upper()}": connection_json(emulator.url),
+        "RELIABILITY_CONN_ID": CONN_ID,
+        "HANDOVER_WAITS": str(WAITS),
+    }
+    topology = AirflowTopology(home, env=env, database="postgres", triggerers=2, parallelism=8)
+    # Triggerer 2 starts inside the first scenario, after triggerer 1 has taken every wait.
+    with topology.running([DAG_FILE], components=[c for c in topology.components if c != SECOND]):
+        yield topology
+
+
+def test_triggerer_handover(
+    topology: AirflowTopology, emulator: EmulatorProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topology.wait_for_dags(["handover", "handover_kill"])
+    h = Handover(topology, emulator)
+    stalled, first_id, second_id = stall(h)
+    rows = [stalled, kill(h, first_id, second_id), mark_failed(h)]
+    table = format_table(rows)
+    notes = "".join(f"\nnote: {restart}" for restart in topology.restarts)
+    with capsys.disabled():
+        print("\n\nTriggerer hand-overs (2 triggerers, PostgreSQL)\n" + table + notes + "\n")
+    assert all(row.ok for row in rows), "\n" + table
