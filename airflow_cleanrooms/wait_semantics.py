@@ -152,12 +152,14 @@ class PollVerdict(NamedTuple):
     ``state``: ``success`` or ``failure`` (an acceptor ended the wait), ``retry`` (an answer, still
     going: a retry acceptor or none), ``transient`` (no answer worth judging: throttling, 5xx, a
     dropped connection; try again without using an attempt), or ``error`` (an error answer no
-    acceptor names: the wait cannot go on).
+    acceptor names: the wait cannot go on). ``throttled``: a transient outcome that was a refusal
+    for rate (the service is up and busy).
     """
 
     state: str
     #: The acceptor's explanation, or the error's ``Code: Message``.
     explanation: str = ""
+    throttled: bool = False
 
     @property
     def answered(self) -> bool:
@@ -295,7 +297,7 @@ def judge_poll(acceptors: tuple[Acceptor, ...], outcome: Mapping[str, Any] | Bas
         response = outcome.response
     elif isinstance(outcome, BaseException):
         if is_transient(outcome):
-            return PollVerdict("transient", f"{type(outcome).__name__}: {outcome}")
+            return PollVerdict("transient", f"{type(outcome).__name__}: {outcome}", is_throttling(outcome))
         raise outcome
     else:
         response = outcome
@@ -305,7 +307,9 @@ def judge_poll(acceptors: tuple[Acceptor, ...], outcome: Mapping[str, Any] | Bas
     if "Error" in response:
         info = response["Error"]
         description = f"{info.get('Code', 'Unknown')}: {info.get('Message', '')}"
-        return PollVerdict("transient" if is_transient(response) else "error", description)
+        if is_transient(response):
+            return PollVerdict("transient", description, is_throttling(response))
+        return PollVerdict("error", description)
     return _STILL_GOING
 
 
@@ -316,10 +320,15 @@ def count_poll(
     Count one judged poll against a wait's bounds: ``(attempts, transient streak, why it ends)``.
 
     An answered poll uses an attempt and ends a transient streak; a transient outcome lengthens the
-    streak. The wait ends ``"attempts"`` when ``max_attempts`` answers left it still going, and
-    ``"transient"`` after more than ``max_transient`` transient outcomes in a row.
+    streak, except a throttled one: a busy service is no reason to give up on a job that is running
+    (many waits sharing an account's request rate are throttled in turn), so throttling never ends a
+    wait (the task's ``execution_timeout`` bounds it). The wait ends ``"attempts"`` when
+    ``max_attempts`` answers left it still going, and ``"transient"`` after more than
+    ``max_transient`` other transient outcomes in a row.
     """
     if verdict.state == "transient":
+        if verdict.throttled:
+            return attempts, streak, None
         streak += 1
         return attempts, streak, "transient" if streak > max_transient else None
     if not verdict.answered:

@@ -361,7 +361,8 @@ class CleanRoomsMLHook(AwsBaseHook):
         (:mod:`airflow_cleanrooms.wait_semantics`). Transient API errors (throttling, 5xx, dropped
         connections) are retried by botocore first (adaptive mode, :data:`SYNC_RETRIES`: throttling
         also slows the client down); on top of that a streak of up to
-        ``max_error_streak`` failed reads is tolerated without using up attempts. Any other error
+        ``max_error_streak`` failed reads is tolerated without using up attempts, and a throttled
+        read never ends the wait (many workers' waits share the account's rate). Any other error
         is raised as is. ``on_poll(state, ended)`` is called after each read (container log
         streaming), ``ended`` on the last one, before the final state block is logged.
 
@@ -383,14 +384,17 @@ class CleanRoomsMLHook(AwsBaseHook):
                 attempts, streak, ends = count_poll(verdict, attempts, streak, **bounds)
                 if verdict.state != "transient" or ends is not None:
                     raise
-                self.log.warning(
-                    "Reading %s %s failed (%s); retrying (%d/%d)",
-                    kind.label,
-                    arn,
-                    error,
-                    streak,
-                    max_error_streak,
-                )
+                if verdict.throttled:
+                    self.log.info("Reading %s %s was throttled (%s); retrying", kind.label, arn, error)
+                else:
+                    self.log.warning(
+                        "Reading %s %s failed (%s); retrying (%d/%d)",
+                        kind.label,
+                        arn,
+                        error,
+                        streak,
+                        max_error_streak,
+                    )
                 time.sleep(waiter_delay)
                 continue
             verdict = judge_poll(acceptors, state.response)

@@ -142,8 +142,8 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     event saying it timed out (as the intervals are at most ``waiter_delay``, that is after at most,
     and at least ``1 - jitter`` times, ``waiter_delay * waiter_max_attempts`` seconds). Transient
     failures (throttling, 5xx, connection errors, timeouts; botocore's "standard" retry mode already
-    retries each call) do not use an attempt, but more than ``max_transient_errors`` of them in a
-    row end the wait with an error event.
+    retries each call) do not use an attempt; more than ``max_transient_errors`` of them in a row,
+    throttling aside, end the wait with an error event. Throttling never ends a wait.
 
     Request rate: the polls of every wait of the triggerer that reach one account, Region and
     operation take turns on one :class:`~airflow_cleanrooms.aio.rate_limiter.AdaptiveRateLimiter`
@@ -367,7 +367,9 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
                 f"(last: {verdict.explanation})"
             )
             return Finished(self._error_event(message, seen))
-        if verdict.state == "transient":
+        if verdict.throttled:
+            self.log.info("Throttled while waiting (not counted as an error): %s", verdict.explanation)
+        elif verdict.state == "transient":
             self.log.warning(
                 "Transient error while waiting (%d/%d): %s",
                 state.streak,

@@ -254,10 +254,14 @@ def test_judge_poll_raises_what_it_cannot_judge() -> None:
 
 def test_count_poll_bounds_attempts_and_transient_streaks() -> None:
     bounds = {"max_attempts": 2, "max_transient": 1}
-    going, flaky = PollVerdict("retry"), PollVerdict("transient", "ThrottlingException: slow down")
+    going, flaky = PollVerdict("retry"), PollVerdict("transient", "InternalServerException: boom")
     assert count_poll(going, 0, 0, **bounds) == (1, 0, None)
     assert count_poll(flaky, 1, 0, **bounds) == (1, 1, None)  # no attempt used
     assert count_poll(flaky, 1, 1, **bounds) == (1, 2, "transient")  # more than 1 in a row
     assert count_poll(going, 1, 1, **bounds) == (2, 0, "attempts")  # an answer ends the streak
     assert count_poll(PollVerdict("success"), 1, 0, **bounds) == (2, 0, None)  # success ends the wait itself
     assert count_poll(PollVerdict("error", "AccessDenied"), 1, 0, **bounds) == (1, 0, None)
+    # Throttling neither uses an attempt nor lengthens (or ends) a streak: it never ends a wait.
+    throttled = judge_poll(_acceptors(), client_error("ThrottlingException", 429))
+    assert throttled.throttled and throttled.state == "transient"
+    assert count_poll(throttled, 1, 1, **bounds) == (1, 1, None)

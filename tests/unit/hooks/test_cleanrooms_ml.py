@@ -168,9 +168,9 @@ class TestWaitFor:
         hook, stubber = stubbed_hook
         for _ in range(3):
             stubber.add_client_error(
-                "get_trained_model", "ThrottlingException", "slow", 400, expected_params=GET_MODEL
+                "get_trained_model", "InternalServerException", "boom", 500, expected_params=GET_MODEL
             )
-        with pytest.raises(Exception, match="ThrottlingException"):
+        with pytest.raises(Exception, match="InternalServerException"):
             hook.wait_for(
                 TRAINED_MODEL,
                 MEMBERSHIP,
@@ -179,6 +179,20 @@ class TestWaitFor:
                 waiter_max_attempts=50,
                 max_error_streak=2,
             )
+
+    def test_throttling_never_ends_the_wait(self, stubbed_hook) -> None:
+        """Many workers' sync waits share the account's request rate: a throttled read is no failure."""
+        hook, stubber = stubbed_hook
+        for _ in range(6):
+            stubber.add_client_error(
+                "get_trained_model", "ThrottlingException", "slow", 400, expected_params=GET_MODEL
+            )
+        stubber.add_response("get_trained_model", model_response("ACTIVE"), GET_MODEL)
+        state = hook.wait_for(
+            TRAINED_MODEL, MEMBERSHIP, MODEL_ARN, waiter_delay=0, waiter_max_attempts=2, max_error_streak=2
+        )
+        assert state.status == "ACTIVE"
+        stubber.assert_no_pending_responses()
 
 
 def test_format_duration() -> None:

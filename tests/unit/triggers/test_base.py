@@ -120,20 +120,41 @@ def test_transient_errors_within_budget_do_not_use_attempts(scripts):
     assert len(built[0].calls) == 6
 
 
+def server_error() -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "InternalServerException", "Message": "boom"},
+            "ResponseMetadata": {"HTTPStatusCode": 500},
+        },
+        "GetTrainedModelInferenceJob",
+    )
+
+
 def test_error_budget_exhausted_ends_the_wait_with_a_clear_error(scripts):
     by_arn, built = scripts
     t = trigger(1, waiter_max_attempts=100)
     by_arn[JOB_ARN.format(n=1)] = [
         job("CREATE_IN_PROGRESS", statusDetails={"message": "queued"}),
-        throttled(),
+        server_error(),
     ]
     [event] = run_all(t)
     assert event["status"] == "error"
     assert f"gave up after {t.max_transient_errors + 1} consecutive transient errors" in event["message"]
-    assert "ThrottlingException" in event["message"]
+    assert "InternalServerException" in event["message"]
     assert event["job_status"] == "CREATE_IN_PROGRESS"
     assert event["status_details"] == {"message": "queued"}
     assert len(built[0].calls) == 1 + t.max_transient_errors + 1
+
+
+def test_throttling_never_ends_a_wait(scripts):
+    """Waits sharing an account's request rate are throttled in turn: the job still runs."""
+    by_arn, built = scripts
+    t = trigger(1, waiter_max_attempts=3)
+    throttles = 4 * t.max_transient_errors
+    by_arn[JOB_ARN.format(n=1)] = [job("CREATE_IN_PROGRESS")] + [throttled()] * throttles + [job("ACTIVE")]
+    [event] = run_all(t)
+    assert event["status"] == "success"
+    assert len(built[0].calls) == 1 + throttles + 1
 
 
 def test_streak_resets_after_an_answer(scripts):
@@ -141,7 +162,7 @@ def test_streak_resets_after_an_answer(scripts):
     t = trigger(1, waiter_max_attempts=100)
     budget = t.max_transient_errors
     by_arn[JOB_ARN.format(n=1)] = (
-        [throttled()] * budget + [job("CREATE_IN_PROGRESS")] + [throttled()] * budget + [job("ACTIVE")]
+        [server_error()] * budget + [job("CREATE_IN_PROGRESS")] + [server_error()] * budget + [job("ACTIVE")]
     )
     [event] = run_all(t)
     assert event["status"] == "success"
