@@ -56,6 +56,25 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_cleanrooms.triggers.cleanrooms_ml"],
             }
         ],
+        "config": {
+            "cleanrooms_ml": {
+                "description": "Options of the AWS Clean Rooms ML provider.",
+                "options": {
+                    "triggerers": {
+                        "description": (
+                            "How many triggerers poll the same AWS accounts (Amazon MWAA: the number of "
+                            "schedulers; Helm chart: triggerer.replicas). Each triggerer's deferred waits "
+                            "take 1/N of max_requests_per_second, so that N triggerers together stay "
+                            "under the account's request rate from their first poll."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "2",
+                        "default": "1",
+                    }
+                },
+            }
+        },
         "extra-links": [
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelInferenceJobLink",
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelLink",

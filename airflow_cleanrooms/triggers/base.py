@@ -38,7 +38,7 @@ from botocore import xform_name
 from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.compat import trigger_hook_parameters
+from airflow_cleanrooms.compat import conf, trigger_hook_parameters
 from airflow_cleanrooms.wait_semantics import (
     Acceptor,
     cached_waiter_config,
@@ -65,6 +65,25 @@ _RNG = random.Random()
 #: (status, status details, description) of the last answered poll.
 _Observation = tuple["str | None", "dict[str, Any] | None", str]
 _NOTHING_SEEN: _Observation = (None, None, "")
+
+
+def triggerer_count() -> int:
+    """
+    How many triggerers poll the same AWS accounts: Airflow's ``[cleanrooms_ml] triggerers``
+    (``AIRFLOW__CLEANROOMS_ML__TRIGGERERS``; default 1).
+
+    Each triggerer paces its waits on its own limiters, so N triggerers would offer N times the
+    rate; each takes ``1/N`` of it instead. A triggerer cannot count the live ones (Airflow 3 gives
+    triggers no access to the metadata database), so this is the number the deployment runs: on
+    Amazon MWAA, the number of schedulers (each runs a triggerer); with the Helm chart,
+    ``triggerer.replicas``. With fewer triggerers alive the waits poll less often than they could
+    (never above the rate); throttling still halves a limiter's rate (AIMD) when the count is too
+    low or other clients share the quota.
+    """
+    count = conf.getint("cleanrooms_ml", "triggerers", fallback=1)
+    if count < 1:
+        raise ValueError(f"[cleanrooms_ml] triggerers must be 1 or more, not {count}")
+    return count
 
 
 #: A task instance's state while its trigger waits (``TaskInstanceState.DEFERRED``).
@@ -169,6 +188,16 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
     #: Requests per second the waits sharing an account, Region and operation offer at most
     #: (``None`` or 0: unlimited); subclasses take it as an argument and serialize it.
     max_requests_per_second: float | None = DEFAULT_MAX_REQUESTS_PER_SECOND
+
+    @property
+    def triggerer_request_rate(self) -> float | None:
+        """
+        This triggerer's share of ``max_requests_per_second``: divided by ``[cleanrooms_ml]
+        triggerers``, the number of triggerers that poll the same accounts (see
+        :func:`triggerer_count`), so that together they stay under the rate from their first poll.
+        """
+        rate = self.max_requests_per_second
+        return rate / triggerer_count() if rate else rate
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # AwsBaseWaiterTrigger's import-time check (aws_hook_class or hook() override) is skipped for
@@ -310,7 +339,7 @@ class CleanRoomsMLBaseWaiterTrigger(AwsBaseWaiterTrigger):
         taking turns on the rate limiter of the client's account, Region and operation.
         """
         scheduler = PollScheduler.for_running_loop()
-        rate = self.max_requests_per_second
+        rate = self.triggerer_request_rate
         with scheduler.limited(client_key, client, waiter.operation, rate, is_throttling) as limiter:
             event: TriggerEvent = await scheduler.poll(
                 getattr(client, xform_name(waiter.operation)),

@@ -182,7 +182,7 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
             interval=max(float(self.waiter_delay), 1.0),
             stream_prefix=self.log_stream_prefix,
             mask_values=self.log_mask_values,
-            max_requests_per_second=self.max_requests_per_second,
+            max_requests_per_second=self.triggerer_request_rate,
         )
         return await streamer.stream(super()._wait(client, waiter, client_key))
 
@@ -442,7 +442,7 @@ class CleanRoomsMLJobQuotaSlotTrigger(_CleanRoomsMLTrigger):
             entry = await pool.acquire(self.hook(), self.client_transport)
             scheduler = PollScheduler.for_running_loop()
             operation = str(self.kind.list_operation)
-            rate = self.max_requests_per_second
+            rate = self.triggerer_request_rate
             try:
                 with scheduler.limited(entry.key, entry.client, operation, rate, is_throttling) as limiter:
                     event: TriggerEvent = await scheduler.poll(

@@ -6,13 +6,16 @@ Thirty waits polling every second would offer 30 requests/second: with the share
 them is throttled (and a trigger that tolerated no transient error at all still succeeds, so a wait
 slowed by the limiter never counts as an error); without it the same waits are throttled (the proof
 can fail). When the service's limit is lower than the waits were told, the limiter halves its rate
-on the throttles the pooled client receives and every wait still succeeds.
+on the throttles the pooled client receives and every wait still succeeds. Two triggerers (two event
+loops, each with its own limiters) sharing the waits stay under the rate from the first poll when
+``[cleanrooms_ml] triggerers`` says there are two, and are throttled when it does not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -28,7 +31,7 @@ GET = "GetTrainedModelInferenceJob"
 
 
 class StrictTrigger(CleanRoomsMLTrainedModelInferenceJobCompleteTrigger):
-    """Gives up at the first transient error: any throttle that reached the wait would fail it."""
+    """Gives up at the first transient error (throttling never ends a wait: the emulator counts those)."""
 
     max_transient_errors = 0
     max_first_poll_spread = 0.5
@@ -129,3 +132,27 @@ def test_the_limiter_slows_down_when_the_service_allows_less_than_configured(cle
     throttled = cleanrooms_emulator.control.throttled_count(GET)
     # Every throttled answer (botocore's retries included) reached the limiter, which cut its rate.
     assert throttled > 0 and limiter.throttles == throttled and limiter.cuts >= 1
+
+
+def _run_on_two_triggerers(triggers: list[Any]) -> list[dict[str, Any]]:
+    """Half the triggers on each of two event loops in two threads: two triggerers, two sets of limiters."""
+    halves = [triggers[0::2], triggers[1::2]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_run, halves))
+    return [event for events, _ in results for event in events]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("configured", [2, 1], ids=["told-2", "told-1"])
+def test_two_triggerers_share_the_rate_when_told_how_many_they_are(
+    cleanrooms_emulator, jobs, monkeypatch, configured
+):
+    membership, arns = jobs
+    monkeypatch.setenv("AIRFLOW__CLEANROOMS_ML__TRIGGERERS", str(configured))
+    events = _run_on_two_triggerers(_triggers(StrictTrigger, cleanrooms_emulator, membership, arns))
+    assert [e["status"] for e in events] == ["success"] * WAITS
+    throttled = cleanrooms_emulator.control.throttled_count(GET)
+    if configured == 2:
+        assert throttled == 0  # 2 x 2.5 requests/s: never above the emulator's 5
+    else:
+        assert throttled > 0  # 2 x 5 requests/s until the AIMD cuts react

@@ -279,3 +279,19 @@ def test_acceptors_match_exactly_as_botocores(acceptor):
     assert (ours.state, ours.explanation) == (theirs.state, theirs.explanation)
     for response in _ACCEPTOR_RESPONSES:
         assert bool(ours.matches(response)) == bool(theirs.matcher_func(response)), response
+
+
+@pytest.mark.parametrize(("triggerers", "share"), [(None, 5.0), ("1", 5.0), ("2", 2.5), ("4", 1.25)])
+def test_each_triggerer_takes_its_share_of_the_request_rate(monkeypatch, triggerers, share):
+    if triggerers is not None:
+        monkeypatch.setenv("AIRFLOW__CLEANROOMS_ML__TRIGGERERS", triggerers)
+    limited, unlimited = trigger(1), trigger(2)
+    unlimited.max_requests_per_second = None
+    assert limited.triggerer_request_rate == share
+    assert unlimited.triggerer_request_rate is None  # unlimited stays so
+
+
+def test_a_triggerer_count_below_one_is_refused_with_the_option_name(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CLEANROOMS_ML__TRIGGERERS", "0")
+    with pytest.raises(ValueError, match=r"\[cleanrooms_ml\] triggerers must be 1 or more, not 0"):
+        _ = trigger(1).triggerer_request_rate
