@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,35 @@ LIMITED_RATE = 5.0
 GET_JOB = "GetTrainedModelInferenceJob"
 
 
-def run_limited_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespace) -> dict[str, Any]:
-    """N waits spread over TEAMS' accounts and memberships against the emulator's request rate."""
+def merge_triggerers(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """
+    One result for waits split over several triggerer processes: counts and CPU add up; latencies,
+    stalls and the run's time are the worst of them (the median too: the larger of the medians).
+    """
+    if len(results) == 1:
+        return results[0]
+    merged = dict(results[0])
+    for key in ("n", "completed", "errors", "missing", "cpu_s"):
+        merged[key] = sum(result[key] for result in results)
+    for key in ("latency_p50_s", "latency_max_s", "max_stall_s", "total_s"):
+        merged[key] = max((r[key] for r in results if r.get(key) is not None), default=None)
+    merged["error_samples"] = [sample for result in results for sample in result["error_samples"]][:3]
+    merged["rate_limiters"] = {
+        f"triggerer {index + 1}: {key}": limiter
+        for index, result in enumerate(results)
+        for key, limiter in (result.get("rate_limiters") or {}).items()
+    }
+    return merged
+
+
+def run_limited_waits(
+    emu: EmulatorProcess, variant: str, args: argparse.Namespace, triggerers: int = 1, told: int = 1
+) -> dict[str, Any]:
+    """
+    N waits spread over TEAMS' accounts and memberships against the emulator's request rate, in
+    ``triggerers`` processes (each a triggerer, with its own limiters) that are ``told`` how many
+    triggerers there are (``[cleanrooms_ml] triggerers``).
+    """
     control = emu.control
     control.reset()
     # The jobs are created with the limits off (N jobs are far beyond the job quotas), then every
@@ -128,7 +156,20 @@ def run_limited_waits(emu: EmulatorProcess, variant: str, args: argparse.Namespa
         "timeout": args.timeout,
         "gc_freeze": args.gc_freeze,
     }
-    result = run_child(emu, spec, connection_uri_env(emu.url, TEAMS), args)
+    conn_env = {**connection_uri_env(emu.url, TEAMS), "AIRFLOW__CLEANROOMS_ML__TRIGGERERS": str(told)}
+    clock_file = Path(tempfile.mkdtemp(prefix="cleanrooms-bench-clock-")) / "advance"
+    shared = {"first_created": min(job["created"] for job in jobs), "clock_file": str(clock_file)}
+    specs = [
+        {
+            **spec,
+            **(shared if triggerers > 1 else {}),
+            "jobs": jobs[index::triggerers],
+            "moves_clock": index == 0,
+        }
+        for index in range(triggerers)
+    ]
+    with ThreadPoolExecutor(max_workers=triggerers) as pool:
+        result = merge_triggerers(list(pool.map(lambda part: run_child(emu, part, conn_env, args), specs)))
     stats = control.stats()
     polls = control.requests(GET_JOB)  # the log (sized by --request-log-size) for the per-account rates
     account_of = {job["arn"]: job["account"] for job in jobs}
@@ -346,7 +387,9 @@ def print_report(report: dict[str, Any]) -> None:
             f"\n{first['n']} waits spread over {len(TEAMS)} accounts x {MEMBERSHIPS_PER_TEAM} memberships "
             f"(one connection per account) against {first['limit_rps']:g} requests/s per account on "
             f"{GET_JOB} (the emulator's AWS limits on); poll every {report['args']['delay']} s; ours: "
-            f"shared rate limiter at its default ({first['limit_rps']:g}/s per account)\n"
+            f"shared rate limiter at its default ({first['limit_rps']:g}/s per account). 'x2 told "
+            f"N': ours, the same waits split over 2 triggerer processes with [cleanrooms_ml] triggerers = N "
+            f"(their median latency: the larger of the two)\n"
         )
         rows = [
             ("completed (success events)", "completed", 1, 0),
@@ -476,6 +519,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"running {variant} against the request rate, N={args.n} ...", file=sys.stderr, flush=True
                 )
                 report["limited"][variant] = run_limited_waits(emu, variant, args)
+            if "ours" in report["limited"]:
+                # Two triggerers (processes) share the waits: told how many they are, and not told.
+                for told in (2, 1):
+                    print(
+                        f"running ours on 2 triggerers told {told}, N={args.n} ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    label = f"x2 told {told}"
+                    report["limited"][label] = run_limited_waits(emu, "ours", args, triggerers=2, told=told)
     if not args.skip_parse:
         print("measuring DAG parse cost ...", file=sys.stderr, flush=True)
         report["parse"] = measure_parse_cost(args.parse_repeats, child_env())

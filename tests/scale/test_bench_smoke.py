@@ -45,6 +45,11 @@ def test_benchmark_smoke_run_completes_every_wait_without_sharing_clients_across
         assert result["completed"] == result["n"] == 20 and result["errors"] == 0 and result["missing"] == 0
     assert limited["ours"]["throttled"] == 0
     assert limited["ours"]["accounts"] == len(limited["ours"]["rate_limiters"]) == 4
+    # The same waits on two triggerer processes told they are two: still none throttled (the
+    # emulator's bucket is the judge); each process has a limiter per account.
+    two = limited["x2 told 2"]
+    assert two["throttled"] == 0 and len(two["rate_limiters"]) == 8
+    assert "x2 told 1" in limited and "x2 told 2" in proc.stdout
     assert "throttled responses" in proc.stdout
     # The table was printed, with both sides and the parse-cost ratios.
     assert "ours/anchor" in proc.stdout and "DAG parse cost" in proc.stdout
