@@ -16,8 +16,9 @@ reliability suite (``tests/reliability``) and the limits tests. The emulator is 
 callers start an :class:`~airflow_cleanrooms.emulator.process.EmulatorProcess` and pass its
 connection in ``env`` (:func:`emulator_env`).
 
-CeleryExecutor (the compose file's ``celery`` profile) is not offered: it needs a Redis broker and
-the celery provider, which this project's venv and CI do not install.
+With ``executor="CeleryExecutor"`` (PostgreSQL) it is the distributed deployment of Amazon MWAA and
+the Helm chart: a private Redis broker (Debian's ``redis-server``), Celery workers as separate
+processes (``workers``), and any number of triggerers.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TRIGGERER = "triggerer"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", TRIGGERER)
 DATABASES = ("sqlite", "postgres")
-EXECUTORS = ("LocalExecutor",)
+CELERY = "CeleryExecutor"
+EXECUTORS = ("LocalExecutor", CELERY)
+WORKER = "celery-worker"
 ADMIN_USER = "admin"
 T = TypeVar("T")
 
@@ -174,6 +177,63 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class RedisServer:
+    """A private Redis (Debian's ``redis-server``) on a loopback port, no persistence: the Celery broker."""
+
+    def __init__(self, logs: Path) -> None:
+        found = shutil.which("redis-server")
+        if not found:
+            raise TopologyUnavailable(
+                "redis-server not found (Debian's redis-server: scripts/ci-system-deps)"
+            )
+        self.binary = found
+        self.port = free_port()
+        self.log = logs / "redis.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        argv = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+        def ready() -> bool:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn,
+            ):
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+            return False
+
+        wait_until(ready, 30, "redis-server to answer PING", interval=0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
 class AirflowTopology:
     """
     Start, drive and stop a small Airflow deployment in ``home``.
@@ -185,7 +245,10 @@ class AirflowTopology:
     :param env: extra environment for every component (connections, test knobs); wins over the defaults.
     :param parallelism: LocalExecutor worker processes.
     :param database: ``"sqlite"`` (a file in ``home``) or ``"postgres"`` (a private cluster).
-    :param executor: ``"LocalExecutor"`` (the only one offered, see the module docstring).
+    :param executor: ``"LocalExecutor"`` (task processes under the scheduler) or ``"CeleryExecutor"``
+        (PostgreSQL only: a private Redis broker, results in the metadata database, ``workers`` Celery
+        workers ``celery-worker``, ``celery-worker-2``, ... as separate processes).
+    :param workers: Celery workers (CeleryExecutor), each running ``parallelism`` tasks at once.
     :param dags_folder: the DAGs folder (default ``home/dags``, filled by :meth:`add_dags`).
     :param triggerers: triggerer processes: ``triggerer``, then ``triggerer-2``, ... (each with its
         own log server port), as in an HA deployment or an MWAA environment with several schedulers.
@@ -201,6 +264,7 @@ class AirflowTopology:
         executor: str = "LocalExecutor",
         dags_folder: Path | None = None,
         triggerers: int = 1,
+        workers: int = 2,
     ):
         if database not in DATABASES:
             raise ValueError(f"database must be one of {DATABASES}, not {database!r}")
@@ -209,7 +273,12 @@ class AirflowTopology:
         if triggerers < 1 or (triggerers > 1 and database != "postgres"):
             raise ValueError(f"triggerers must be 1 on SQLite and at least 1 on PostgreSQL, not {triggerers}")
         self.triggerers = [TRIGGERER] + [f"{TRIGGERER}-{n}" for n in range(2, triggerers + 1)]
-        self.components = (*COMPONENTS[:-1], *self.triggerers)
+        self.workers = (
+            [WORKER] + [f"{WORKER}-{n}" for n in range(2, workers + 1)] if executor == CELERY else []
+        )
+        if self.workers and database != "postgres":
+            raise ValueError("CeleryExecutor needs database='postgres'")
+        self.components = (*COMPONENTS[:-1], *self.triggerers, *self.workers)
         self.home = home
         self.database = database
         self.executor = executor
@@ -222,6 +291,7 @@ class AirflowTopology:
         self.restarts: list[str] = []
         self.timings: dict[str, float] = {}
         self.postgres = PostgresCluster() if database == "postgres" else None
+        self.redis = RedisServer(home / "component-logs") if executor == CELERY else None
         self._lock = threading.RLock()
         # One REST call at a time from the suite's scenario threads: SQLite has one writer, and six
         # concurrent dagRuns POSTs each waited out the busy timeout, failed, and left the api-server
@@ -285,6 +355,14 @@ class AirflowTopology:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.redis is not None and self.postgres is not None:
+            env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": self.redis.url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.postgres.url,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(parallelism),
+                }
+            )
         env.update(extra)
         return env
 
@@ -351,6 +429,9 @@ class AirflowTopology:
         if self.postgres is not None and not self.postgres.started:
             with self._phase("postgres"):
                 self.postgres.start()
+        if self.redis is not None and self.redis.process is None:
+            with self._phase("redis"):
+                self.redis.start()
         with self._phase("db migrate"), open(self.logs / "db-migrate.log", "wb") as out:
             result = subprocess.run(
                 [sys.executable, "-m", "airflow", "db", "migrate"],
@@ -387,15 +468,18 @@ class AirflowTopology:
     def start(self, *components: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         for component in components or self.components:
-            command, env = component, self.env
+            command, env = [component], self.env
             if component in self.triggerers[1:]:  # one more triggerer: its own log server port
                 command, env = (
-                    TRIGGERER,
+                    [TRIGGERER],
                     {**env, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())},
                 )
+            if component in self.workers:  # a Celery worker: its own name and log server port
+                command = ["celery", "worker", "--celery-hostname", f"{component}@%h"]
+                env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
             log = open(self.logs / f"{component}.log", "ab")  # noqa: SIM115 - closed with the process
             self.processes[component] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", command],
+                [sys.executable, "-m", "airflow", *command],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -434,6 +518,19 @@ class AirflowTopology:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+    def component_of(self, pid: int) -> str | None:
+        """The component whose process (or a descendant of it) ``pid`` is: e.g. a task's Celery worker."""
+        owners = {process.pid: name for name, process in self.processes.items()}
+        while pid > 1:
+            if pid in owners:
+                return owners[pid]
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                return None
+            pid = int(stat.rsplit(")", 1)[1].split()[1])  # the parent pid (after the command's name)
+        return None
+
     def pause(self, component: str) -> None:
         """SIGSTOP a component's process group: a stalled process (a long pause, a frozen container)."""
         os.killpg(self.processes[component].pid, signal.SIGSTOP)
@@ -459,6 +556,8 @@ class AirflowTopology:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             self.processes.clear()
+            if self.redis is not None:
+                self.redis.stop()
             if self.postgres is not None:
                 if self.postgres.log.exists():
                     shutil.copy(self.postgres.log, self.logs / "postgres.log")

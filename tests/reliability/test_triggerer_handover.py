@@ -1,6 +1,7 @@
 """
-Triggerer hand-overs on a deployment with two triggerers (PostgreSQL, LocalExecutor): a trigger
-handed to another triggerer never cancels its job, and a kill still cancels exactly once.
+Hand-overs on the distributed topology (CeleryExecutor with 2 workers and a Redis broker, 2
+triggerers, PostgreSQL): a trigger handed to another triggerer never cancels its job, a kill
+still cancels exactly once, and a task retried after its worker died reconnects to its job.
 
 On Airflow 3.3 a triggerer that stopped heart-beating for ``triggerer_health_check_threshold``
 (6 s here) loses its triggers to the other triggerer; when it recovers, it cancels the triggers it
@@ -16,6 +17,9 @@ quotas off: 20 running jobs in one membership is the point here, not the quota):
 2. **kill**: the triggerer holding the waits of a second run is SIGKILLed; the other takes them.
 3. **mark failed**: with both triggerers up, one of two deferred tasks is marked failed: its job
    is cancelled exactly once, the other job is not.
+4. **worker killed**: the Celery worker running a sync wait is SIGKILLed; the scheduler fails the
+   try when its heartbeat stops (20 s here), and the retry, on the other worker, reconnects to the
+   job: one start.
 
 The table is printed (scenario, starts, cancels, run state, time, ok) before the rows are asserted.
 """
@@ -227,19 +231,24 @@ def stall(h: Handover) -> tuple[Row, int, int]:
     return row, first_id, second_id
 
 
-def kill(h: Handover, first_id: int, second_id: int) -> Row:
-    """Both triggerers share a run's waits; SIGKILL triggerer 2: triggerer 1 takes its waits."""
+def kill(h: Handover, ids: dict[str, int]) -> tuple[Row, str]:
+    """Both triggerers share a run's waits; SIGKILL the one holding more: the other takes them all."""
     started = time.monotonic()
     run_id, membership = h.new_run("handover")
-    holders = h.holders("handover", run_id, WAITS)
-    on_second = sum(holder == second_id for holder in holders.values())
-    h.topology.kill(SECOND)
+    holders = list(h.holders("handover", run_id, WAITS).values())
+    victim = max(ids, key=lambda name: holders.count(ids[name]))
+    survivor_id = next(ids[name] for name in ids if name != victim)
+    h.topology.kill(victim)
     h.wait_held_by(
-        "handover", run_id, WAITS, lambda holder: holder == first_id, "triggerer 1 to hold every wait"
+        "handover",
+        run_id,
+        WAITS,
+        lambda holder: holder == survivor_id,
+        "the other triggerer to hold every wait",
     )
     state = h.finish("handover", run_id, membership)
-    return h.row(
-        f"triggerer 2 SIGKILL ({WAITS} waits, {on_second} on it)",
+    row = h.row(
+        f"{victim} SIGKILL ({WAITS} waits, {holders.count(ids[victim])} on it)",
         membership,
         state,
         started,
@@ -247,12 +256,13 @@ def kill(h: Handover, first_id: int, second_id: int) -> Row:
         cancels=0,
         state="success",
     )
+    return row, victim
 
 
-def mark_failed(h: Handover) -> Row:
+def mark_failed(h: Handover, killed: str) -> Row:
     """Two triggerers up; one of two deferred tasks is marked failed: its job alone is cancelled, once."""
     started = time.monotonic()
-    h.topology.start(SECOND)
+    h.topology.start(killed)
     run_id, membership = h.new_run("handover_kill")
     holders = h.holders("handover_kill", run_id, 2)
     # A trigger cancels on kill only once a triggerer runs it: wait for its log file.
@@ -288,6 +298,50 @@ def mark_failed(h: Handover) -> Row:
     return row
 
 
+def worker_killed(h: Handover) -> Row:
+    """A Celery worker is SIGKILLed during a sync wait: the retry, on the other worker, reconnects."""
+    started = time.monotonic()
+    run_id, membership = h.new_run("handover_sync")
+
+    def running() -> dict[str, Any] | None:
+        ti = h.topology.task_instance("handover_sync", run_id, "score")
+        return ti if ti["state"] == "running" and ti.get("pid") and h.jobs(membership) else None
+
+    ti = h.topology.wait_for("the sync wait to run on a worker with its job started", running, TIMEOUT)
+    worker = h.topology.component_of(int(ti["pid"]))
+    problems: list[str] = []
+    if worker is None:
+        problems.append(f"no Celery worker runs the task's pid {ti['pid']}")
+    else:
+        h.topology.kill(worker)
+
+    def reconnected() -> bool:
+        # Through the task state store (Airflow 3.3's message) or, when the kill came before try 1
+        # stored the job, through the job's identity tag (ours).
+        log = h.topology.task_log("handover_sync", run_id, "score", 2)
+        return any(text in log for text in ("Reconnecting to existing job", "started by an earlier try"))
+
+    try:
+        wait_until(reconnected, TIMEOUT, "try 2 to reconnect to the job", interval=1)
+    except TimeoutError as error:
+        problems.append(str(error))
+    state = h.finish("handover_sync", run_id, membership)
+    tries = h.topology.task_instance("handover_sync", run_id, "score")["try_number"]
+    if worker is not None:
+        h.topology.start(worker)
+    row = h.row(
+        f"{worker or 'a Celery worker'} SIGKILL during a sync wait (try {tries} reconnected)",
+        membership,
+        state,
+        started,
+        starts=1,
+        cancels=0,
+        state="success",
+    )
+    row.problems += problems
+    return row
+
+
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     state = tmp_path_factory.mktemp("handover-emulator") / "state.db"
@@ -308,8 +362,12 @@ def topology(
         f"AIRFLOW_CONN_{CONN_ID.upper()}": connection_json(emulator.url),
         "RELIABILITY_CONN_ID": CONN_ID,
         "HANDOVER_WAITS": str(WAITS),
+        # A SIGKILLed worker's task is failed (and retried) after this long without a heartbeat.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     }
-    topology = AirflowTopology(home, env=env, database="postgres", triggerers=2, parallelism=8)
+    topology = AirflowTopology(
+        home, env=env, database="postgres", executor="CeleryExecutor", triggerers=2, workers=2, parallelism=4
+    )
     # Triggerer 2 starts inside the first scenario, after triggerer 1 has taken every wait.
     with topology.running([DAG_FILE], components=[c for c in topology.components if c != SECOND]):
         yield topology
@@ -318,12 +376,18 @@ def topology(
 def test_triggerer_handover(
     topology: AirflowTopology, emulator: EmulatorProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    topology.wait_for_dags(["handover", "handover_kill"])
+    topology.wait_for_dags(["handover", "handover_kill", "handover_sync"])
     h = Handover(topology, emulator)
     stalled, first_id, second_id = stall(h)
-    rows = [stalled, kill(h, first_id, second_id), mark_failed(h)]
+    killed_row, killed = kill(h, {TRIGGERER: first_id, SECOND: second_id})
+    rows = [stalled, killed_row, mark_failed(h, killed), worker_killed(h)]
     table = format_table(rows)
     notes = "".join(f"\nnote: {restart}" for restart in topology.restarts)
     with capsys.disabled():
-        print("\n\nTriggerer hand-overs (2 triggerers, PostgreSQL)\n" + table + notes + "\n")
+        print(
+            "\n\nHand-overs, distributed (CeleryExecutor: 2 workers, Redis; 2 triggerers; PostgreSQL)\n"
+            + table
+            + notes
+            + "\n"
+        )
     assert all(row.ok for row in rows), "\n" + table

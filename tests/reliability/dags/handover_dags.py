@@ -1,11 +1,13 @@
 """
-DAG of the triggerer hand-over proof (``tests/reliability/test_triggerer_handover.py``): one mapped
-inference-job task, ``HANDOVER_WAITS`` deferred waits per run, each job in the run's membership.
+DAGs of the hand-over proof on the distributed topology (``tests/reliability/test_triggerer_handover.py``):
+one mapped inference-job task of ``HANDOVER_WAITS`` deferred waits per run (``handover``), two
+(``handover_kill``), and one sync wait (``handover_sync``); each run's jobs in its own membership.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from airflow.sdk import DAG
 
@@ -37,3 +39,20 @@ def waits(dag_id: str, count: int) -> DAG:
 
 handover = waits("handover", WAITS)
 handover_kill = waits("handover_kill", 2)
+
+with DAG("handover_sync", schedule=None, params=PARAMS) as handover_sync:
+    # A sync wait on a Celery worker that the test SIGKILLs: the retry reconnects to the job.
+    CleanRoomsMLStartTrainedModelInferenceJobOperator(
+        task_id="score",
+        aws_conn_id=CONN_ID,
+        membership_identifier="{{ params.membership_id }}",
+        name="handover-sync",
+        trained_model_arn="{{ params.trained_model_arn }}",
+        resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
+        output_configuration={"members": [{"accountId": "444455556666"}]},
+        data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
+        waiter_delay=2,
+        waiter_max_attempts=720,
+        retries=1,
+        retry_delay=timedelta(seconds=2),
+    )
