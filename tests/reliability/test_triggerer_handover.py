@@ -21,7 +21,11 @@ quotas off: 20 running jobs in one membership is the point here, not the quota):
    try when its heartbeat stops (20 s here), and the retry, on the other worker, reconnects to the
    job: one start.
 
-The table is printed (scenario, starts, cancels, run state, time, ok) before the rows are asserted.
+Both triggerers are told they are two (``[cleanrooms_ml] triggerers``), and each run's 20 waits poll
+every 2 s (10 requests/s wanted, twice the emulator's rate): no poll of a run may be throttled.
+
+The table is printed (scenario, starts, cancels, run state, throttled polls, time, ok) before the
+rows are asserted.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ WAITS = int(os.environ.get("HANDOVER_WAITS", "20"))
 SECOND = f"{TRIGGERER}-2"
 START = "StartTrainedModelInferenceJob"
 CANCEL = "CancelTrainedModelInferenceJob"
+GET = "GetTrainedModelInferenceJob"
 TIMEOUT = 240.0
 HANDED_OVER = "Trigger handed over: the task is still deferred"
 KILLED = "Task killed while deferred"
@@ -65,26 +70,38 @@ class Row:
     expected_cancels: int
     run_state: str
     expected_state: str
+    throttled: int
     seconds: float
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and (self.starts, self.cancels, self.run_state) == (
+        got = (self.starts, self.cancels, self.run_state, self.throttled)
+        return not self.problems and got == (
             self.expected_starts,
             self.expected_cancels,
             self.expected_state,
+            0,
         )
 
 
 def format_table(rows: list[Row]) -> str:
-    header = ("scenario", "starts (want)", "cancels (want)", "run state (want)", "time", "ok")
+    header = (
+        "scenario",
+        "starts (want)",
+        "cancels (want)",
+        "run state (want)",
+        "throttled polls",
+        "time",
+        "ok",
+    )
     body = [
         (
             row.scenario,
             f"{row.starts} ({row.expected_starts})",
             f"{row.cancels} ({row.expected_cancels})",
             f"{row.run_state} ({row.expected_state})",
+            f"{row.throttled} (0)",
             f"{row.seconds:.1f}s",
             "yes" if row.ok else "NO",
         )
@@ -181,6 +198,11 @@ class Handover:
             want["cancels"],
             run_state,
             want["state"],
+            sum(
+                1
+                for r in self.control.requests(GET)
+                if r.get("limit") == "rate" and r["params"].get("membershipIdentifier") == membership
+            ),
             time.monotonic() - started,
         )
 
@@ -362,6 +384,8 @@ def topology(
         f"AIRFLOW_CONN_{CONN_ID.upper()}": connection_json(emulator.url),
         "RELIABILITY_CONN_ID": CONN_ID,
         "HANDOVER_WAITS": str(WAITS),
+        # Each triggerer takes half of the 5 requests/s: 20 waits polling every 2 s stay under it.
+        "AIRFLOW__CLEANROOMS_ML__TRIGGERERS": "2",
         # A SIGKILLed worker's task is failed (and retried) after this long without a heartbeat.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     }

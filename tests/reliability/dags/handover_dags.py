@@ -30,7 +30,7 @@ def waits(dag_id: str, count: int) -> DAG:
             output_configuration={"members": [{"accountId": "444455556666"}]},
             data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
             deferrable=True,
-            waiter_delay=5,
+            waiter_delay=2,  # 20 waits: 10 polls/s wanted, twice the emulator's rate
             waiter_max_attempts=720,
             retries=0,
         ).expand(name=[f"{dag_id}-{index}" for index in range(count)])
