@@ -104,7 +104,7 @@ def format_table(rows: list[QuotaRow]) -> str:
     return render_table(header, body, ((row.scenario, problem) for row in rows for problem in row.problems))
 
 
-def _connection(url: str, account: str) -> str:
+def account_connection_json(url: str, account: str) -> str:
     # A 12-digit access key is the emulator's caller account: one account per scenario.
     extra = {"region_name": "us-east-1", "endpoint_url": url}
     return json.dumps({"conn_type": "aws", "login": account, "password": "testing", "extra": extra})
@@ -190,7 +190,10 @@ def topology(
 ) -> Iterator[AirflowTopology]:
     home = tmp_path_factory.mktemp("quota-airflow")
     accounts = [*ACCOUNTS.values(), *DURABLE_ACCOUNTS.values()]
-    env = {f"AIRFLOW_CONN_QUOTA_{account}": _connection(emulator.url, account) for account in accounts}
+    env = {
+        f"AIRFLOW_CONN_QUOTA_{account}": account_connection_json(emulator.url, account)
+        for account in accounts
+    }
     env["QUOTA_MARKERS"] = str(home / "markers")
     # Enough worker slots for 16 sync tasks at once, so that the account quota is met in sync mode too.
     with AirflowTopology(home, env=env, parallelism=16).running(DAG_FILES) as topology:

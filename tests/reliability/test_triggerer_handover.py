@@ -20,6 +20,8 @@ quotas off: 20 running jobs in one membership is the point here, not the quota):
 4. **worker killed**: the Celery worker running a sync wait is SIGKILLed; the scheduler fails the
    try when its heartbeat stops (20 s here), and the retry, on the other worker, reconnects to the
    job: one start.
+5. **quota**: the job-quota proof's 12-segment mapped run (deferrable), with AWS's job quotas back
+   on: 12 starts, at most 5 running in the membership.
 
 Both triggerers are told they are two (``[cleanrooms_ml] triggerers``), and each run's 20 waits poll
 every 2 s (10 requests/s wanted, twice the emulator's rate): no poll of a run may be throttled.
@@ -44,6 +46,7 @@ from botocore.config import Config
 
 from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess
 from airflow_cleanrooms.emulator.pytest_plugin import connection_json
+from tests.reliability import test_job_quotas as quotas
 from tests.reliability.tables import render_table
 from tests.topology import TRIGGERER, AirflowTopology, wait_until
 
@@ -364,6 +367,30 @@ def worker_killed(h: Handover) -> Row:
     return row
 
 
+def quota_on_celery(h: Handover) -> Row:
+    """The quota proof's 12-segment mapped run (deferrable) on Celery with 2 triggerers: at most 5 run."""
+    started = time.monotonic()
+    control = h.control
+    control.reset_limits()  # AWS's job quotas back on (5 per membership, 10 per account)
+    control.set_timings(pending_seconds=quotas.PENDING_SECONDS, running_seconds=quotas.RUNNING_SECONDS)
+    quota = quotas.run_scenario(h.topology, h.emulator, "inference", "deferrable", "m1")
+    row = Row(
+        f"{quota.scenario} (max {quota.max_membership} running, {quota.refused} starts refused)",
+        quota.jobs,
+        quota.expected_jobs,
+        0,
+        0,
+        quota.outcome,
+        "success",
+        0,
+        time.monotonic() - started,
+        list(quota.problems),
+    )
+    if not quota.ok:
+        row.problems.append(f"the quota row is not ok: {quota}")
+    return row
+
+
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     state = tmp_path_factory.mktemp("handover-emulator") / "state.db"
@@ -384,6 +411,12 @@ def topology(
         f"AIRFLOW_CONN_{CONN_ID.upper()}": connection_json(emulator.url),
         "RELIABILITY_CONN_ID": CONN_ID,
         "HANDOVER_WAITS": str(WAITS),
+        # The quota row's account and where its DAGs write their markers.
+        **{
+            f"AIRFLOW_CONN_QUOTA_{account}": quotas.account_connection_json(emulator.url, account)
+            for account in quotas.ACCOUNTS.values()
+        },
+        "QUOTA_MARKERS": str(home / "markers"),
         # Each triggerer takes half of the 5 requests/s: 20 waits polling every 2 s stay under it.
         "AIRFLOW__CLEANROOMS_ML__TRIGGERERS": "2",
         # A SIGKILLed worker's task is failed (and retried) after this long without a heartbeat.
@@ -393,18 +426,21 @@ def topology(
         home, env=env, database="postgres", executor="CeleryExecutor", triggerers=2, workers=2, parallelism=4
     )
     # Triggerer 2 starts inside the first scenario, after triggerer 1 has taken every wait.
-    with topology.running([DAG_FILE], components=[c for c in topology.components if c != SECOND]):
+    dags = [DAG_FILE, *quotas.DAG_FILES]
+    with topology.running(dags, components=[c for c in topology.components if c != SECOND]):
         yield topology
 
 
 def test_triggerer_handover(
     topology: AirflowTopology, emulator: EmulatorProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    topology.wait_for_dags(["handover", "handover_kill", "handover_sync"])
+    topology.wait_for_dags(
+        ["handover", "handover_kill", "handover_sync", quotas.dag_id("inference", "deferrable", "m1")]
+    )
     h = Handover(topology, emulator)
     stalled, first_id, second_id = stall(h)
     killed_row, killed = kill(h, {TRIGGERER: first_id, SECOND: second_id})
-    rows = [stalled, killed_row, mark_failed(h, killed), worker_killed(h)]
+    rows = [stalled, killed_row, mark_failed(h, killed), worker_killed(h), quota_on_celery(h)]
     table = format_table(rows)
     notes = "".join(f"\nnote: {restart}" for restart in topology.restarts)
     with capsys.disabled():
