@@ -192,7 +192,16 @@ class Handover:
             ]
         )
 
-    def row(self, scenario: str, membership: str, run_state: str, started: float, **want: Any) -> Row:
+    def row(
+        self,
+        scenario: str,
+        membership: str,
+        run_state: str,
+        started: float,
+        problems: list[str] | None = None,
+        **want: Any,
+    ) -> Row:
+        """The scenario's row: its membership's start, cancel and throttled calls against ``want``."""
         return Row(
             scenario,
             len(self.calls(START, membership)),
@@ -207,6 +216,7 @@ class Handover:
                 if r.get("limit") == "rate" and r["params"].get("membershipIdentifier") == membership
             ),
             time.monotonic() - started,
+            list(problems or []),
         )
 
 
@@ -248,11 +258,11 @@ def stall(h: Handover) -> tuple[Row, int, int]:
         membership,
         state,
         started,
+        problems,
         starts=WAITS,
         cancels=0,
         state="success",
     )
-    row.problems += problems
     return row, first_id, second_id
 
 
@@ -310,17 +320,16 @@ def mark_failed(h: Handover, killed: str) -> Row:
     names = {job["trainedModelInferenceJobArn"]: job["name"] for job in h.jobs(membership)}
     if {names.get(arn) for arn in cancelled} - {"handover_kill-0"}:
         problems.append(f"cancelled the wrong job: {sorted(names.get(arn) or arn for arn in cancelled)}")
-    row = h.row(
+    return h.row(
         "mark 1 of 2 deferred tasks failed, 2 triggerers up",
         membership,
         state,
         started,
+        problems,
         starts=2,
         cancels=1,
         state="failed",
     )
-    row.problems += problems
-    return row
 
 
 def worker_killed(h: Handover) -> Row:
@@ -354,17 +363,16 @@ def worker_killed(h: Handover) -> Row:
     tries = h.topology.task_instance("handover_sync", run_id, "score")["try_number"]
     if worker is not None:
         h.topology.start(worker)
-    row = h.row(
+    return h.row(
         f"{worker or 'a Celery worker'} SIGKILL during a sync wait (try {tries} reconnected)",
         membership,
         state,
         started,
+        problems,
         starts=1,
         cancels=0,
         state="success",
     )
-    row.problems += problems
-    return row
 
 
 def quota_on_celery(h: Handover) -> Row:
