@@ -310,9 +310,14 @@ def mark_failed(h: Handover, killed: str) -> Row:
     h.topology.set_task_state("handover_kill", run_id, "score", "failed", map_index=0)
     problems: list[str] = []
     try:
-        wait_until(lambda: h.calls(CANCEL, membership), TIMEOUT, "the cancel call", interval=0.5)
-        # Both triggerers see the change; give the other one time to (wrongly) cancel too.
-        time.sleep(8)
+        # The triggerer that ran the trigger says it cancelled; the row counts the cancel calls
+        # after the whole run has finished, so a second one from either triggerer would show.
+        wait_until(
+            lambda: "Cancel requested for" in h.trigger_log("handover_kill", run_id, 0, holders[0]),
+            TIMEOUT,
+            "the trigger to cancel its job",
+            interval=0.5,
+        )
     except TimeoutError as error:
         problems.append(str(error))
     cancelled = {call["params"]["trainedModelInferenceJobArn"] for call in h.calls(CANCEL, membership)}
