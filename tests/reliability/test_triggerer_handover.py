@@ -310,10 +310,15 @@ def mark_failed(h: Handover, killed: str) -> Row:
     h.topology.set_task_state("handover_kill", run_id, "score", "failed", map_index=0)
     problems: list[str] = []
     try:
-        # The triggerer that ran the trigger says it cancelled; the row counts the cancel calls
-        # after the whole run has finished, so a second one from either triggerer would show.
+        # The triggerer that ran the trigger says it was killed (its task log), and the cancel call
+        # reaches the emulator (the call can outlive the trigger's log file: on_kill is shielded).
+        # The row counts the cancel calls after the whole run has finished, so a second one from
+        # either triggerer would show.
         wait_until(
-            lambda: "Cancel requested for" in h.trigger_log("handover_kill", run_id, 0, holders[0]),
+            lambda: (
+                KILLED in h.trigger_log("handover_kill", run_id, 0, holders[0])
+                and h.calls(CANCEL, membership)
+            ),
             TIMEOUT,
             "the trigger to cancel its job",
             interval=0.5,
