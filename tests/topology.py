@@ -650,8 +650,14 @@ class AirflowTopology:
         return str(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"])
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of the run (the API's pages of 100 read in turn)."""
         path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances"
-        return list(self.api("GET", path, params={"limit": 100})["task_instances"])
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.api("GET", path, params={"limit": 100, "offset": len(found)})
+            found.extend(page["task_instances"])
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         return dict(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"))

@@ -1,7 +1,8 @@
 """
 DAGs of the hand-over proof on the distributed topology (``tests/reliability/test_triggerer_handover.py``):
 one mapped inference-job task of ``HANDOVER_WAITS`` deferred waits per run (``handover``), two
-(``handover_kill``), and one sync wait (``handover_sync``); each run's jobs in its own membership.
+(``handover_kill``), ``HANDOVER_MANY_WAITS`` (``handover_many``, the request-rate row), and one sync
+wait (``handover_sync``); each run's jobs in its own membership.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedM
 
 CONN_ID = os.environ.get("RELIABILITY_CONN_ID", "cleanrooms_emulator")
 WAITS = int(os.environ.get("HANDOVER_WAITS", "20"))
+MANY_WAITS = int(os.environ.get("HANDOVER_MANY_WAITS", "200"))
 PARAMS = {"membership_id": "", "trained_model_arn": "", "channel_arn": ""}
 
 
@@ -30,7 +32,7 @@ def waits(dag_id: str, count: int) -> DAG:
             output_configuration={"members": [{"accountId": "444455556666"}]},
             data_source={"mlInputChannelArn": "{{ params.channel_arn }}"},
             deferrable=True,
-            waiter_delay=2,  # 20 waits: 10 polls/s wanted, twice the emulator's rate
+            waiter_delay=2,  # 20 waits: 10 polls/s wanted, twice the emulator's rate (200: 20 times)
             waiter_max_attempts=720,
             retries=0,
         ).expand(name=[f"{dag_id}-{index}" for index in range(count)])
@@ -39,6 +41,7 @@ def waits(dag_id: str, count: int) -> DAG:
 
 handover = waits("handover", WAITS)
 handover_kill = waits("handover_kill", 2)
+handover_many = waits("handover_many", MANY_WAITS)
 
 with DAG("handover_sync", schedule=None, params=PARAMS) as handover_sync:
     # A sync wait on a Celery worker that the test SIGKILLs: the retry reconnects to the job.
