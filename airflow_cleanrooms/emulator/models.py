@@ -123,6 +123,12 @@ CREATE TABLE IF NOT EXISTS tags (
     value TEXT NOT NULL,
     PRIMARY KEY (arn, key)
 );
+CREATE TABLE IF NOT EXISTS ml_configurations (
+    membership TEXT PRIMARY KEY,
+    output_location TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failure_rules (
     name TEXT PRIMARY KEY,
     status_code TEXT NOT NULL,
@@ -513,7 +519,7 @@ class CleanRoomsMLBackend:
 
     def reset(self) -> None:
         with self.store.transaction() as db:
-            for table in ("resources", "tags", "failure_rules"):
+            for table in ("resources", "tags", "failure_rules", "ml_configurations"):
                 db.execute(f"DELETE FROM {table}")
         self.clock_offset = 0.0
         self._logs_decisions.clear()
@@ -766,3 +772,40 @@ class CleanRoomsMLBackend:
         arn = params["resourceArn"]
         self._tagged(arn)
         return {"tags": self.store.tags(arn)}
+
+    # -- ML configuration (a membership's default output location) ------------------------------
+
+    def put_ml_configuration(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        now = self.now()
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO ml_configurations (membership, output_location, created, updated)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (membership)"
+                " DO UPDATE SET output_location = excluded.output_location, updated = excluded.updated",
+                (params["membershipIdentifier"], json.dumps(params["defaultOutputLocation"]), now, now),
+            )
+        return {}
+
+    def get_ml_configuration(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        membership = params["membershipIdentifier"]
+        rows = self.store.query(
+            "SELECT output_location, created, updated FROM ml_configurations WHERE membership = ?",
+            (membership,),
+        )
+        if not rows:
+            raise ResourceNotFoundException(f"No ML configuration exists for membership {membership}")
+        location, created, updated = rows[0]
+        return {
+            "membershipIdentifier": membership,
+            "defaultOutputLocation": json.loads(location),
+            "createTime": to_datetime(created),
+            "updateTime": to_datetime(updated),
+        }
+
+    def delete_ml_configuration(self, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        membership = params["membershipIdentifier"]
+        with self.store.transaction() as db:
+            deleted = db.execute("DELETE FROM ml_configurations WHERE membership = ?", (membership,)).rowcount
+        if not deleted:
+            raise ResourceNotFoundException(f"No ML configuration exists for membership {membership}")
+        return {}

@@ -330,11 +330,30 @@ def test_list_algorithms_and_associations(client: Any, seeded: dict[str, str], r
     ] == [seeded["configured_model_algorithm_association_arn"]]
 
 
+def test_ml_configuration_put_get_delete(client: Any, membership: str, required_check: Any) -> None:
+    with pytest.raises(client.exceptions.ResourceNotFoundException, match=membership):
+        client.get_ml_configuration(membershipIdentifier=membership)
+    location = {"destination": {"s3Destination": {"s3Uri": "s3://scores/weekly/"}}, "roleArn": ROLE}
+    client.put_ml_configuration(membershipIdentifier=membership, defaultOutputLocation=location)
+    config = client.get_ml_configuration(membershipIdentifier=membership)
+    assert required_check("GetMLConfiguration", config) == []
+    assert config["defaultOutputLocation"] == location
+    assert config["membershipIdentifier"] == membership
+    moved = {**location, "destination": {"s3Destination": {"s3Uri": "s3://scores/daily/"}}}
+    client.put_ml_configuration(membershipIdentifier=membership, defaultOutputLocation=moved)
+    again = client.get_ml_configuration(membershipIdentifier=membership)
+    assert again["defaultOutputLocation"] == moved
+    assert again["createTime"] == config["createTime"] and again["updateTime"] >= config["updateTime"]
+    client.delete_ml_configuration(membershipIdentifier=membership)
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.delete_ml_configuration(membershipIdentifier=membership)
+
+
 def test_operations_the_emulator_does_not_serve_say_so(client: Any, membership: str) -> None:
     import botocore.exceptions
 
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
-        client.get_ml_configuration(membershipIdentifier=membership)
+        client.list_audience_models()
     assert excinfo.value.response["Error"]["Code"] == "NotImplemented"
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
 
