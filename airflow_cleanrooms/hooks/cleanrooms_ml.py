@@ -251,6 +251,26 @@ class CleanRoomsMLHook(AwsBaseHook):
                 return {}
             raise
 
+    def default_output_location(self, membership_identifier: str) -> str | None:
+        """
+        The S3 URI a membership's ML configuration sends results to (``GetMLConfiguration``).
+
+        ``None`` when the membership has no ML configuration or this caller may not read it: lineage
+        then names the job itself as the output.
+        """
+        try:
+            config = self.conn.get_ml_configuration(membershipIdentifier=membership_identifier)
+        except ClientError as error:
+            if error_code(error) in ("ResourceNotFoundException", "AccessDeniedException"):
+                self.log.info(
+                    "No ML configuration readable for membership %s: %s", membership_identifier, error
+                )
+                return None
+            raise
+        destination: Mapping[str, Any] = (config.get("defaultOutputLocation") or {}).get("destination") or {}
+        uri = (destination.get("s3Destination") or {}).get("s3Uri")
+        return str(uri) if uri else None
+
     def find_tagged_job(
         self,
         kind: ResourceKind,

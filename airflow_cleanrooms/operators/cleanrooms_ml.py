@@ -38,8 +38,9 @@ from airflow_cleanrooms.compat import (
     sensitive_values,
 )
 from airflow_cleanrooms.container_logs import stream_sync_wait
-from airflow_cleanrooms.exceptions import CleanRoomsMLWaitTimeoutError
+from airflow_cleanrooms.exceptions import CleanRoomsMLJobFailedError, CleanRoomsMLWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook, FoundJob, JobRef
+from airflow_cleanrooms.lineage import job_run_facets, operator_lineage, resource_dataset, s3_dataset
 from airflow_cleanrooms.links.cleanrooms_ml import (
     CleanRoomsMLContainerLogsLink,
     CleanRoomsMLInputChannelLink,
@@ -75,6 +76,8 @@ from airflow_cleanrooms.wait_semantics import (
 )
 
 if TYPE_CHECKING:
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 START_TRAINED_MODEL_INFERENCE_JOB = "StartTrainedModelInferenceJob"
@@ -179,6 +182,8 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         self.max_requests_per_second = max_requests_per_second
         self.request: dict[str, Any] = {}
         self._job: JobRef | None = None
+        #: Why the job failed (for the OpenLineage FAIL event), once it did.
+        self._failure: CleanRoomsMLJobFailedError | None = None
 
     def _reject_misspelled_arguments(self, kwargs: dict[str, Any]) -> None:
         """Fail at DAG parse time on a keyword that looks like a misspelled API argument."""
@@ -343,6 +348,9 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         except CleanRoomsMLWaitTimeoutError:
             self.cancel_job(job, reason=f"it is not ACTIVE after {self.waiter_max_attempts} checks")
             raise
+        except CleanRoomsMLJobFailedError as failure:
+            self._failure = failure
+            raise
         if state.response.get("collaborationIdentifier"):
             self.persist_link(context, job, collaboration_id=state.response["collaborationIdentifier"])
         return self.job_result(context, job)
@@ -355,6 +363,36 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         """Read the resource's current status and ``statusDetails``."""
         membership, arn, extra = self._target(job)
         return self.hook.get_state(self.kind, membership, arn, **extra)
+
+    # ---- lineage (the OpenLineage listener calls these; see airflow_cleanrooms.lineage) -------
+
+    def lineage_inputs(self) -> list[Dataset]:
+        """The datasets the request reads (from ``self.request``)."""
+        return []
+
+    def lineage_outputs(self, job: JobRef) -> list[Dataset]:
+        """The datasets the job writes: by default the resource it creates."""
+        return [resource_dataset(job.arn, job.version)]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Inputs, outputs and the job's run facets, once the task succeeded."""
+        return self._operator_lineage(self.kind.done_status if self.wait_for_completion else None)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        """The same, with the failed job's status and ``statusDetails`` (when it got that far)."""
+        failure = self._failure
+        if failure is None:
+            return self._operator_lineage(None)
+        return self._operator_lineage(failure.status, failure.status_details)
+
+    def _operator_lineage(self, status: str | None, details: dict[str, Any] | None = None) -> OperatorLineage:
+        inputs = self.lineage_inputs() if self.request else []
+        job = self._job
+        if job is None:  # failed before the start call: what it would have read, nothing written
+            return operator_lineage(inputs, [])
+        return operator_lineage(
+            inputs, self.lineage_outputs(job), job_run_facets(job.arn, status, job.version, details)
+        )
 
     # ---- deferral ----------------------------------------------------------------------------
 
@@ -370,6 +408,9 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
             raise_for_wait_event(self.kind, job.arn, event, lambda: self.get_job_state(job), self.log)
         except CleanRoomsMLWaitTimeoutError:
             self.cancel_job(job, reason="the wait in the triggerer ended before it was ACTIVE")
+            raise
+        except CleanRoomsMLJobFailedError as failure:
+            self._failure = failure
             raise
         return self.job_result(context, job)
 
@@ -556,6 +597,20 @@ class CleanRoomsMLStartTrainedModelInferenceJobOperator(
             **self._trigger_common(),
         )
 
+    def lineage_inputs(self) -> list[Dataset]:
+        """The trained model (at its version, if one is named) and the ML input channel scored."""
+        model = self.request["trainedModelArn"]
+        channel = self.request["dataSource"]["mlInputChannelArn"]
+        return [
+            resource_dataset(model, self.request.get("trainedModelVersionIdentifier")),
+            resource_dataset(channel),
+        ]
+
+    def lineage_outputs(self, job: JobRef) -> list[Dataset]:
+        """The membership's default output location (``GetMLConfiguration``), else the job."""
+        location = self.hook.default_output_location(self.request["membershipIdentifier"])
+        return [s3_dataset(location)] if location else [resource_dataset(job.arn)]
+
 
 class CleanRoomsMLCreateTrainedModelOperator(
     CleanRoomsMLDurableMixin, CleanRoomsMLQuotaWaitMixin, CleanRoomsMLBaseOperator
@@ -655,6 +710,12 @@ class CleanRoomsMLCreateTrainedModelOperator(
             **self._trigger_common(),
         )
 
+    def lineage_inputs(self) -> list[Dataset]:
+        """The configured model algorithm association and each training data channel."""
+        channels = [channel["mlInputChannelArn"] for channel in self.request.get("dataChannels") or []]
+        association = self.request["configuredModelAlgorithmAssociationArn"]
+        return [resource_dataset(arn) for arn in (association, *channels)]
+
 
 class CleanRoomsMLCreateMLInputChannelOperator(CleanRoomsMLBaseOperator):
     """
@@ -719,6 +780,12 @@ class CleanRoomsMLCreateMLInputChannelOperator(CleanRoomsMLBaseOperator):
         return CleanRoomsMLInputChannelActiveTrigger(
             membership_identifier=self._target(job)[0], ml_input_channel_arn=job.arn, **self._trigger_common()
         )
+
+    def lineage_inputs(self) -> list[Dataset]:
+        """The configured model algorithm associations the channel is made for."""
+        return [
+            resource_dataset(arn) for arn in self.request.get("configuredModelAlgorithmAssociations") or []
+        ]
 
 
 __all__ = [
