@@ -75,6 +75,14 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
+        "asset-uris": [
+            {
+                "schemes": ["cleanrooms-ml"],
+                "handler": "airflow_cleanrooms.assets.sanitize_uri",
+                "factory": "airflow_cleanrooms.assets.create_asset",
+                "to_openlineage_converter": "airflow_cleanrooms.assets.convert_asset_to_openlineage",
+            }
+        ],
         "extra-links": [
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelInferenceJobLink",
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelLink",

@@ -388,6 +388,11 @@ class ResourceKind:
     match_members: tuple[str, ...] = field(default=())
 
     @property
+    def arn_resource_type(self) -> str:
+        """``trained model inference job`` -> ``trained-model-inference-job``, as its ARNs spell it."""
+        return self.label.lower().replace(" ", "-")
+
+    @property
     def arn_member_snake(self) -> str:
         """``trainedModelInferenceJobArn`` -> ``trained_model_inference_job_arn`` (event and XCom key)."""
         return camel_to_snake(self.arn_member)

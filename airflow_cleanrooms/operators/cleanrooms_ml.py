@@ -30,6 +30,7 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
+from airflow_cleanrooms.assets import event_extra, outlets_of
 from airflow_cleanrooms.compat import (
     AirflowException,
     conf,
@@ -356,8 +357,24 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         return self.job_result(context, job)
 
     def job_result(self, context: Context, job: JobRef) -> Any:
-        """What the task returns (XCom ``return_value``): the resource ARN."""
+        """What the task returns (XCom ``return_value``): the resource ARN; its outlets' events say so too."""
+        self.describe_outlet_events(context, job)
         return job.arn
+
+    def describe_outlet_events(self, context: Context, job: JobRef) -> None:
+        """
+        Put the job's ARN, version, status and membership in the ``extra`` of the asset event of each
+        outlet that names this kind of resource in this membership (:mod:`airflow_cleanrooms.assets`).
+        """
+        membership = str(self.request.get("membershipIdentifier") or "")
+        outlets = outlets_of(self.outlets or [], self.kind, membership)
+        if not outlets:
+            return
+        status = self.kind.done_status if self.wait_for_completion else None
+        extra = event_extra(job.arn, job.version, status, membership)
+        for asset in outlets:
+            context["outlet_events"][asset].extra.update(extra)
+        self.log.info("Asset event extra of %s: %s", ", ".join(a.uri for a in outlets), extra)
 
     def get_job_state(self, job: JobRef) -> ResourceState:
         """Read the resource's current status and ``statusDetails``."""
