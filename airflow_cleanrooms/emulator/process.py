@@ -14,12 +14,29 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from airflow_cleanrooms.emulator.control import EmulatorControl
 
 #: Airflow connection id the emulator fixtures point at the emulator.
 CONN_ID = "cleanrooms_emulator"
 _LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+def emulator_client(
+    url: str, service_name: str = "cleanroomsml", region: str = "us-east-1", **kwargs: Any
+) -> Any:
+    """A boto3 client for the emulator at ``url`` (dummy credentials; ``kwargs`` override any option)."""
+    import boto3
+
+    options: dict[str, Any] = {
+        "endpoint_url": url,
+        "region_name": region,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        **kwargs,
+    }
+    return boto3.client(service_name, **options)
 
 
 @dataclass
@@ -44,6 +61,10 @@ class EmulatorProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def client(self, service_name: str = "cleanroomsml", **kwargs: Any) -> Any:
+        """A boto3 client for this emulator (:func:`emulator_client`)."""
+        return emulator_client(self.url, service_name, **kwargs)
 
     def start(self, timeout: float = 30.0) -> EmulatorProcess:
         if self.running:

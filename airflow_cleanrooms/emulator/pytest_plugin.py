@@ -40,7 +40,7 @@ import pytest
 
 from airflow_cleanrooms.emulator.control import EmulatorControl
 from airflow_cleanrooms.emulator.limits import Limits, coerce_limit
-from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess
+from airflow_cleanrooms.emulator.process import CONN_ID, EmulatorProcess, emulator_client
 from airflow_cleanrooms.emulator.server import EmulatorServer
 
 LIMITS_MARKER = "emulator_limits"
@@ -137,16 +137,7 @@ class EmulatorHandle:
 
     def client(self, service_name: str = "cleanroomsml", **kwargs: Any) -> Any:
         """A boto3 client for the emulator (dummy credentials): ``cleanroomsml``, or ``logs``, ``sts``."""
-        import boto3
-
-        options: dict[str, Any] = {
-            "endpoint_url": self.url,
-            "region_name": self.region,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
-        options.update(kwargs)
-        return boto3.client(service_name, **options)
+        return emulator_client(self.url, service_name, self.region, **kwargs)
 
 
 class _EnvPatch:

@@ -12,25 +12,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 
 from airflow_cleanrooms.emulator import EmulatorServer
 from airflow_cleanrooms.emulator.limits import Limits
+from airflow_cleanrooms.emulator.process import emulator_client
 
 ACCOUNT = "123456789012"
 
 
 def boto_client(url: str, **config: Any) -> Any:
-    return boto3.client(
-        "cleanroomsml",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}, **config),
-    )
+    return emulator_client(url, config=Config(retries={"total_max_attempts": 1}, **config))
 
 
 def start_job(client: Any, seed: dict[str, str], name: str) -> str:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from airflow_cleanrooms.emulator.process import EmulatorProcess
@@ -228,13 +227,7 @@ def run_durable(topology: AirflowTopology, emulator: EmulatorProcess, mode: str)
     account = DURABLE_ACCOUNTS[mode]
     membership = str(uuid.uuid4())
     seeded = control.seed_membership(membership, trained_model=True)
-    client = boto3.client(
-        "cleanroomsml",
-        endpoint_url=emulator.url,
-        region_name="us-east-1",
-        aws_access_key_id=account,
-        aws_secret_access_key="testing",
-    )
+    client = emulator.client(aws_access_key_id=account)
     blockers = [
         client.start_trained_model_inference_job(
             membershipIdentifier=membership,

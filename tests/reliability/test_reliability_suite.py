@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from botocore.config import Config
 
@@ -103,14 +102,7 @@ class Suite:
         return self.emulator.control
 
     def client(self) -> Any:
-        return boto3.client(
-            "cleanroomsml",
-            endpoint_url=self.emulator.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"mode": "standard", "max_attempts": 10}),
-        )
+        return self.emulator.client(config=Config(retries={"mode": "standard", "max_attempts": 10}))
 
     def new_run(self, scenario: str) -> tuple[str, dict[str, Any]]:
         membership = str(uuid.uuid4())

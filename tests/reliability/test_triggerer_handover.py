@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 
@@ -182,14 +181,7 @@ class Handover:
         return self.topology.wait_run_finished(dag_id, run_id, TIMEOUT)
 
     def jobs(self, membership: str) -> list[dict[str, Any]]:
-        client = boto3.client(
-            "cleanroomsml",
-            endpoint_url=self.emulator.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"mode": "standard", "max_attempts": 10}),
-        )
+        client = self.emulator.client(config=Config(retries={"mode": "standard", "max_attempts": 10}))
         pages = client.get_paginator("list_trained_model_inference_jobs").paginate(
             membershipIdentifier=membership, PaginationConfig={"PageSize": 100}
         )
