@@ -22,6 +22,9 @@ quotas off: 20 running jobs in one membership is the point here, not the quota):
    job: one start.
 5. **quota**: the job-quota proof's 12-segment mapped run (deferrable), with AWS's job quotas back
    on: 12 starts, at most 5 running in the membership.
+6. **request rate** (its own test, ``-k request_rate``): ``HANDOVER_MANY_WAITS`` (200) deferred waits
+   of one account on both triggerers: the emulator sees at most 5 requests/s over any whole 10 s
+   (plus one call per triggerer), under 1 % of the polls are throttled, every task succeeds.
 
 Both triggerers are told they are two (``[cleanrooms_ml] triggerers``), and each run's 20 waits poll
 every 2 s (10 requests/s wanted, twice the emulator's rate): no poll of a run may be throttled.
