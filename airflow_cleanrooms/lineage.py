@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.providers.common.compat.openlineage.facet import Dataset, RunFacet
     from airflow.providers.openlineage.extractors import OperatorLineage
 
@@ -85,7 +87,7 @@ def s3_dataset(uri: str) -> Dataset:
 
 
 @functools.cache
-def _job_facet_class() -> type[RunFacet]:
+def _job_facet_class() -> Callable[..., RunFacet]:
     """``CleanRoomsMLJobRunFacet``, defined on first use (OpenLineage is an optional import)."""
     import attrs
     from airflow.providers.common.compat.openlineage.facet import RunFacet
