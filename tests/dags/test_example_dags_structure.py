@@ -9,6 +9,8 @@ import pytest
 from tests.dags.dags_support import INFERENCE, INFERENCE_TASKS, TRAIN_AND_INFER, TRAIN_AND_INFER_TASKS
 
 ALL_DAG_IDS = [INFERENCE, f"{INFERENCE}_deferrable", TRAIN_AND_INFER, f"{TRAIN_AND_INFER}_deferrable"]
+#: The asset pair (dags/example_cleanrooms_ml_assets.py): its tasks wait themselves, deferred.
+RETRAIN, SCORE = "example_cleanrooms_ml_retrain", "example_cleanrooms_ml_score_new_model"
 
 
 def _chain(dag: Any) -> list[str]:
@@ -25,7 +27,22 @@ def _chain(dag: Any) -> list[str]:
 
 def test_dags_folder_loads_without_import_errors(repo_dag_bag: Any) -> None:
     assert repo_dag_bag.import_errors == {}
-    assert sorted(repo_dag_bag.dag_ids) == sorted(ALL_DAG_IDS)
+    assert sorted(repo_dag_bag.dag_ids) == sorted([*ALL_DAG_IDS, RETRAIN, SCORE])
+
+
+def test_the_scoring_dag_is_scheduled_on_the_retraining_dags_model(repo_dag_bag: Any) -> None:
+    train = repo_dag_bag.dags[RETRAIN].get_task("create_trained_model")
+    score = repo_dag_bag.dags[SCORE].get_task("start_inference")
+    (model,) = train.outlets
+    assert model.uri.startswith("cleanrooms-ml://") and model.uri.endswith("/trained-model/churn")
+    condition = repo_dag_bag.dags[SCORE].timetable.asset_condition  # schedule=[asset]: all of one
+    assert [asset.uri for asset in getattr(condition, "objects", [condition])] == [model.uri]
+    # The run scores with what the asset event carried, and both tasks wait in the triggerer.
+    assert "triggering_asset_events" in score.trained_model_arn
+    if getattr(score, "trained_model_version_identifier", None) is not None:  # botocore >= 1.38
+        assert "triggering_asset_events" in score.trained_model_version_identifier
+    assert train.deferrable and score.deferrable
+    assert train.membership_identifier == score.membership_identifier == model.uri.split("/")[2]
 
 
 @pytest.mark.parametrize("dag_id", [TRAIN_AND_INFER, f"{TRAIN_AND_INFER}_deferrable"])

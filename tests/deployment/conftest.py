@@ -8,6 +8,7 @@ failure, so a green CI run always means the checks really ran.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -56,6 +57,8 @@ MEMBERSHIP_ID = "3f2b8c1e-5d4a-4e6f-9b7c-1a2d3e4f5a6b"
 # state success, but the task instance's state attribute is running"; apache/airflow#71172 and
 # #72716, open). Seen here with 1 s; 10 s leaves the scheduler time to drain it.
 POLL_SECONDS = 10
+RETRAIN_DAG = "example_cleanrooms_ml_retrain"
+SCORE_DAG = "example_cleanrooms_ml_score_new_model"
 EXAMPLE_DAGS = (
     "example_cleanrooms_ml_inference",
     "example_cleanrooms_ml_inference_deferrable",
@@ -91,17 +94,47 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
         yield process
 
 
+#: The membership's default output location (PutMLConfiguration): the inference tasks' lineage output.
+OUTPUT_LOCATION = "s3://deployment-scores/churn/"
+
+
+@pytest.fixture(scope="package")
+def lineage_events(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """
+    Where the deployment's OpenLineage file transport writes one JSON file per event (``ol-*.json``);
+    None where the OpenLineage provider is not installed.
+    """
+    if importlib.util.find_spec("airflow.providers.openlineage") is None:
+        return None
+    return tmp_path_factory.mktemp("openlineage")
+
+
 @pytest.fixture(scope="package")
 def deployment(
-    tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorProcess
+    tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorProcess, lineage_events: Path | None
 ) -> Iterator[AirflowTopology]:
     """PostgreSQL + api-server + scheduler + dag-processor + triggerer (LocalExecutor), as processes."""
     logs = ARTIFACTS / "deployment-logs"
     shutil.rmtree(logs, ignore_errors=True)
+    lineage = (
+        {
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "file", "log_file_path": str(lineage_events / "ol")}
+            ),
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "cleanrooms-deployment",
+        }
+        if lineage_events is not None
+        else {}
+    )
     try:
         topology = AirflowTopology(
             tmp_path_factory.mktemp("deployment-airflow"),
-            env={**emulator_env(emulator.url), "CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": str(POLL_SECONDS)},
+            env={
+                **emulator_env(emulator.url),
+                "CLEANROOMS_ML_EXAMPLE_POLL_SECONDS": str(POLL_SECONDS),
+                "CLEANROOMS_ML_EXAMPLE_MEMBERSHIP_ID": MEMBERSHIP_ID,  # the asset pair's membership
+                **lineage,
+            },
             parallelism=8,
             database="postgres",
             dags_folder=REPO_ROOT / "dags",
@@ -158,12 +191,55 @@ def name_prefix(dag_id: str) -> str:
 
 @pytest.fixture(scope="package")
 def seeded(emulator: EmulatorProcess) -> dict[str, str]:
-    return emulator.control.seed_membership(MEMBERSHIP_ID, trained_model=True)
+    """The membership's objects, and its ML configuration (where inference results go)."""
+    seeded = emulator.control.seed_membership(MEMBERSHIP_ID, trained_model=True)
+    emulator.client().put_ml_configuration(
+        membershipIdentifier=MEMBERSHIP_ID,
+        defaultOutputLocation={
+            "destination": {"s3Destination": {"s3Uri": OUTPUT_LOCATION}},
+            "roleArn": "arn:aws:iam::123456789012:role/cleanrooms-ml-results",
+        },
+    )
+    return seeded
+
+
+@dataclass
+class RetrainRun:
+    """The asset pair's retraining run (``dags/example_cleanrooms_ml_assets.py``), triggered, not awaited."""
+
+    run_id: str
+    scoring_channel_arn: str
+    #: Filled in by ``example_runs`` once the run finished: its state, and the scoring DAG run it started.
+    state: str = "queued"
+    scoring: dict[str, Any] | None = None
 
 
 @pytest.fixture(scope="package")
-def example_runs(deployment: AirflowTopology, seeded: dict[str, str]) -> dict[str, ExampleRun]:
-    """Unpause and trigger every example DAG through the REST API (all at once), wait for the end."""
+def retrain_run(deployment: AirflowTopology, seeded: dict[str, str]) -> RetrainRun:
+    """
+    Set the scoring DAG's Variable, unpause both asset DAGs and trigger a retraining run (it runs
+    alongside the other example runs; ``example_runs`` waits for it and the scoring run it starts).
+    """
+    deployment.wait_for_dags([RETRAIN_DAG, SCORE_DAG], timeout=180)
+    channel = seeded["ml_input_channel_arn"]
+    deployment.api("POST", "variables", {"key": "cleanrooms_ml_scoring_channel_arn", "value": channel})
+    deployment.unpause(SCORE_DAG)
+    deployment.unpause(RETRAIN_DAG)
+    conf = {
+        "configured_model_algorithm_association_arn": seeded["configured_model_algorithm_association_arn"],
+        "training_channel_arn": channel,
+    }
+    return RetrainRun(deployment.trigger(RETRAIN_DAG, conf=conf), channel)
+
+
+@pytest.fixture(scope="package")
+def example_runs(
+    deployment: AirflowTopology, seeded: dict[str, str], retrain_run: RetrainRun
+) -> dict[str, ExampleRun]:
+    """
+    Unpause and trigger every example DAG through the REST API (all at once), wait for the end.
+    (The asset pair's retraining run was triggered just before, to run alongside.)
+    """
     with timed("DAGs parsed (visible in the API)"):
         deployment.wait_for_dags(EXAMPLE_DAGS, timeout=180)
     runs: dict[str, ExampleRun] = {}
@@ -180,6 +256,17 @@ def example_runs(deployment: AirflowTopology, seeded: dict[str, str]) -> dict[st
             return all(r.state in ("success", "failed") for r in runs.values()) or None
 
         deployment.wait_for("example runs finished", all_finished, timeout=420, interval=2)
+    with timed("asset pair: retraining run and the scoring run it started finished"):
+        retrain_run.state = deployment.wait_run_finished(RETRAIN_DAG, retrain_run.run_id, 300)
+
+        def scoring_finished() -> dict[str, Any] | None:
+            found = deployment.dag_runs(SCORE_DAG)
+            return found[0] if found and found[0]["state"] in ("success", "failed") else None
+
+        if retrain_run.state == "success":  # else no asset event: no scoring run to wait for
+            retrain_run.scoring = deployment.wait_for(
+                "the asset-scheduled scoring run", scoring_finished, 300
+            )
     for run in runs.values():
         tis = deployment.task_instances(run.dag_id, run.run_id)
         run.task_states = {ti["task_id"]: ti["state"] for ti in tis}

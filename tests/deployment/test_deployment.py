@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
 from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY
 
-from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, ExampleRun, name_prefix
+from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, RETRAIN_DAG, SCORE_DAG, ExampleRun, name_prefix
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.process import EmulatorProcess
@@ -32,13 +31,7 @@ JOB_ARN = re.compile(
 
 
 def _emulator_client(emulator: EmulatorProcess) -> Any:
-    return boto3.client(
-        "cleanroomsml",
-        endpoint_url=emulator.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return emulator.client()
 
 
 def test_every_example_run_succeeds_sync_and_deferrable(example_runs: dict[str, ExampleRun]) -> None:
@@ -112,13 +105,14 @@ def test_emulator_holds_exactly_one_job_per_run(
     ]
     run_jobs: dict[str, str] = {}
     train_runs = 0
-    for dag_id in EXAMPLE_DAGS:
+    for dag_id in (*EXAMPLE_DAGS, SCORE_DAG, RETRAIN_DAG):
         for run in deployment.dag_runs(dag_id):
             if run["state"] != "success":
                 continue
             run_id = run["dag_run_id"]
-            run_jobs[f"{dag_id}/{run_id}"] = deployment.xcom(dag_id, run_id, "start_inference")
-            train_runs += "train_and_infer" in dag_id
+            train_runs += "train_and_infer" in dag_id or dag_id == RETRAIN_DAG
+            if dag_id != RETRAIN_DAG:  # the asset pair's retraining DAG starts no inference job
+                run_jobs[f"{dag_id}/{run_id}"] = deployment.xcom(dag_id, run_id, "start_inference")
     assert set(example_runs) <= {key.split("/")[0] for key in run_jobs}
     assert len(set(run_jobs.values())) == len(run_jobs), f"two runs share a job: {run_jobs}"
     assert sorted(jobs) == sorted(run_jobs.values()), "the emulator's jobs are not one per run"

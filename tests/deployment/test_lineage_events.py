@@ -1,0 +1,110 @@
+"""
+OpenLineage from the example DAGs in the real deployment (scheduler, triggerer, LocalExecutor): the
+OpenLineage provider's listener writes every event through its file transport, and the checks read
+them back. Each task emits START and COMPLETE (a deferrable sensor may emit START twice); the trained
+model is the training task's output and the inference task's input; the inference output is the
+membership's S3 output location; the run facets carry the job ARN from XCom.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.topology import wait_until
+
+from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, OUTPUT_LOCATION, ExampleRun
+
+if TYPE_CHECKING:
+    from tests.topology import AirflowTopology
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NAMESPACE = "arn:aws:cleanrooms-ml:us-east-1:"
+TRAIN_AND_INFER = (
+    "example_cleanrooms_ml_train_and_infer",
+    "example_cleanrooms_ml_train_and_infer_deferrable",
+)
+
+
+def read_events(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every event the transport wrote, by job name (``<dag_id>.<task_id>``, or the DAG id)."""
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in sorted(folder.glob("ol-*.json")):
+        event = json.loads(path.read_text())
+        by_job[event["job"]["name"]].append(event)
+    return by_job
+
+
+def names(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(d["namespace"], d["name"]) for d in datasets]
+
+
+def arn_name(arn: str) -> tuple[str, str]:
+    """An ARN as its dataset's (namespace, name)."""
+    prefix, _, resource = arn.partition(":membership/")
+    return prefix, "membership/" + resource
+
+
+@pytest.fixture(scope="module")
+def events(
+    lineage_events: Path | None, deployment: AirflowTopology, example_runs: dict[str, ExampleRun]
+) -> dict[str, list[dict[str, Any]]]:
+    if lineage_events is None:
+        pytest.skip("the OpenLineage provider is not installed (only the main stage installs it)")
+    tasks = [f"{run.dag_id}.{task}" for run in example_runs.values() for task in run.task_states]
+
+    def all_complete() -> dict[str, list[dict[str, Any]]] | None:
+        found = read_events(lineage_events)
+        done = all(any(e["eventType"] == "COMPLETE" for e in found.get(task, [])) for task in tasks)
+        return found if done else None
+
+    # The listener emits from the task's process as it ends; the run's state can come first.
+    return wait_until(all_complete, 60, "a COMPLETE event for every task", interval=0.5)
+
+
+def test_every_task_emits_start_then_complete(
+    events: dict[str, list[dict[str, Any]]], example_runs: dict[str, ExampleRun]
+) -> None:
+    for dag_id in EXAMPLE_DAGS:
+        for task in example_runs[dag_id].task_states:
+            kinds = [e["eventType"] for e in events[f"{dag_id}.{task}"]]
+            assert kinds.count("COMPLETE") == 1, f"{dag_id}.{task}: {kinds}"
+            starts = kinds.count("START")
+            # A deferred sensor resumes in a new task process, which may emit START again.
+            assert starts == 1 or (starts == 2 and dag_id.endswith("_deferrable")), (
+                f"{dag_id}.{task}: {kinds}"
+            )
+            assert kinds.index("START") < kinds.index("COMPLETE"), f"{dag_id}.{task}: {kinds}"
+            assert "FAIL" not in kinds
+
+
+@pytest.mark.parametrize("dag_id", TRAIN_AND_INFER)
+def test_the_trained_model_chains_training_to_inference(
+    dag_id: str,
+    events: dict[str, list[dict[str, Any]]],
+    deployment: AirflowTopology,
+    example_runs: dict[str, ExampleRun],
+) -> None:
+    run = example_runs[dag_id]
+    model_arn = deployment.xcom(dag_id, run.run_id, "create_trained_model")
+    job_arn = deployment.xcom(dag_id, run.run_id, "start_inference")
+    (trained,) = [e for e in events[f"{dag_id}.create_trained_model"] if e["eventType"] == "COMPLETE"]
+    (scored,) = [e for e in events[f"{dag_id}.start_inference"] if e["eventType"] == "COMPLETE"]
+
+    assert names(trained["outputs"]) == [arn_name(model_arn)]
+    assert arn_name(model_arn) in names(scored["inputs"]), (
+        "the inference task's inputs miss the model it scored with"
+    )
+    assert names(scored["outputs"]) == [("s3://deployment-scores", "churn/")], OUTPUT_LOCATION
+    assert all(namespace.startswith(NAMESPACE) for namespace, _ in names(trained["inputs"]))
+    assert trained["outputs"][0]["facets"]["version"]["datasetVersion"], "the model's version facet"
+    for event, arn in ((trained, model_arn), (scored, job_arn)):
+        facets = event["run"]["facets"]
+        assert facets["externalQuery"]["externalQueryId"] == arn
+        assert facets["cleanroomsMLJob"]["arn"] == arn
+        assert f"membership/{MEMBERSHIP_ID}/" in arn
