@@ -1,9 +1,10 @@
 """
 OpenLineage from the example DAGs in the real deployment (scheduler, triggerer, LocalExecutor): the
 OpenLineage provider's listener writes every event through its file transport, and the checks read
-them back. Each task emits START and COMPLETE (a deferrable sensor may emit START twice); the trained
-model is the training task's output and the inference task's input; the inference output is the
-membership's S3 output location; the run facets carry the job ARN from XCom.
+them back. Each task emits START and COMPLETE (a deferred task may emit START twice); the trained
+model is the training task's output and the inference task's input, in the sync and deferrable
+example DAGs and in the asset pair (whose operators wait deferred, and name the model's version);
+the inference output is the membership's S3 output location; the run facets carry the XCom ARN.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import pytest
 
 from tests.topology import wait_until
 
-from .conftest import EXAMPLE_DAGS, MEMBERSHIP_ID, OUTPUT_LOCATION, ExampleRun
+from .conftest import (
+    EXAMPLE_DAGS,
+    MEMBERSHIP_ID,
+    OUTPUT_LOCATION,
+    RETRAIN_DAG,
+    SCORE_DAG,
+    ExampleRun,
+    RetrainRun,
+)
 
 if TYPE_CHECKING:
     from tests.topology import AirflowTopology
@@ -57,6 +66,7 @@ def events(
     if lineage_events is None:
         pytest.skip("the OpenLineage provider is not installed (only the main stage installs it)")
     tasks = [f"{run.dag_id}.{task}" for run in example_runs.values() for task in run.task_states]
+    tasks += [f"{RETRAIN_DAG}.create_trained_model", f"{SCORE_DAG}.start_inference"]
 
     def all_complete() -> dict[str, list[dict[str, Any]]] | None:
         found = read_events(lineage_events)
@@ -108,3 +118,25 @@ def test_the_trained_model_chains_training_to_inference(
         assert facets["externalQuery"]["externalQueryId"] == arn
         assert facets["cleanroomsMLJob"]["arn"] == arn
         assert f"membership/{MEMBERSHIP_ID}/" in arn
+
+
+def test_deferred_operators_chain_the_model_at_its_version(
+    events: dict[str, list[dict[str, Any]]], deployment: AirflowTopology, retrain_run: RetrainRun
+) -> None:
+    """The asset pair's operators wait deferred: their COMPLETE events name the model at its version."""
+    model_arn = deployment.xcom(RETRAIN_DAG, retrain_run.run_id, "create_trained_model")
+    version_key = "trained_model_version_identifier"
+    version = deployment.xcom(RETRAIN_DAG, retrain_run.run_id, "create_trained_model", version_key)
+    trained = events[f"{RETRAIN_DAG}.create_trained_model"]
+    scored = events[f"{SCORE_DAG}.start_inference"]
+    for task_events in (trained, scored):
+        kinds = [e["eventType"] for e in task_events]
+        assert kinds.count("COMPLETE") == 1 and 1 <= kinds.count("START") <= 2, kinds
+    (trained_complete,) = [e for e in trained if e["eventType"] == "COMPLETE"]
+    (scored_complete,) = [e for e in scored if e["eventType"] == "COMPLETE"]
+    (model,) = trained_complete["outputs"]
+    assert (model["namespace"], model["name"]) == arn_name(model_arn)
+    assert model["facets"]["version"]["datasetVersion"] == version
+    used = [d for d in scored_complete["inputs"] if (d["namespace"], d["name"]) == arn_name(model_arn)]
+    assert len(used) == 1 and used[0]["facets"]["version"]["datasetVersion"] == version
+    assert trained_complete["run"]["facets"]["cleanroomsMLJob"]["status"] == "ACTIVE"
