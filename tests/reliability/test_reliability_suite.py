@@ -15,6 +15,8 @@ emulator restart) run one after another because they affect every caller.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import signal
 import time
@@ -35,6 +37,9 @@ from tests.reliability.dags.bad_input_corpus import CORPUS
 from tests.reliability.dags.reliability_dags import BAD_INPUTS, DAG_IDS
 from tests.reliability.tables import render_table
 from tests.topology import AirflowTopology, wait_until
+
+#: The main stage installs the OpenLineage provider: job_fails then checks its FAIL events too.
+LINEAGE_INSTALLED = importlib.util.find_spec("airflow.providers.openlineage") is not None
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.control import EmulatorControl
@@ -333,7 +338,32 @@ def job_fails(suite: Suite) -> Row:
         log = suite.topology.task_log(dag_id, run_id, "start_inference", try_number)
         if "ModelCrashed: the inference container exited with code 137" not in log:
             row.problems.append(f"try {try_number}'s log lacks the status details")
+    if LINEAGE_INSTALLED:
+        row.problems += failed_job_lineage_problems(
+            suite.topology.home / "openlineage", f"{dag_id}.start_inference"
+        )
     return row
+
+
+def failed_job_lineage_problems(folder: Path, job_name: str) -> list[str]:
+    """The task's OpenLineage FAIL events (one per try) carry the job's ARN and ``statusDetails``."""
+    details = {"statusCode": "ModelCrashed", "message": "the inference container exited with code 137"}
+
+    def fails() -> list[dict[str, Any]] | None:
+        found = [json.loads(path.read_text()) for path in folder.glob("ol-*.json")]
+        failed = [e for e in found if e["job"]["name"] == job_name and e["eventType"] == "FAIL"]
+        return failed if len(failed) == 2 else None
+
+    try:  # the listener emits from the task's process as it ends; the run's state can come first
+        failed = wait_until(fails, 60, f"2 OpenLineage FAIL events of {job_name}", interval=0.5)
+    except TimeoutError as error:
+        return [str(error)]
+    problems = []
+    for event in failed:
+        job = event["run"]["facets"].get("cleanroomsMLJob") or {}
+        if job.get("statusDetails") != details or job.get("status") != "CREATE_FAILED" or not job.get("arn"):
+            problems.append(f"a FAIL event's cleanroomsMLJob facet is {job}")
+    return problems
 
 
 def bad_input(suite: Suite) -> Row:
@@ -481,6 +511,10 @@ def topology(
         "RELIABILITY_MARKERS": str(markers),
         "RELIABILITY_CONN_ID": CONN_ID,
     }
+    if LINEAGE_INSTALLED:  # the OpenLineage listener writes each event to a file (job_fails reads them)
+        (home / "openlineage").mkdir()
+        transport = {"type": "file", "log_file_path": str(home / "openlineage" / "ol")}
+        env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(transport)
     with AirflowTopology(home, env=env).running(DAG_FILES) as topology:
         yield topology
 
