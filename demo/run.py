@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from airflow_cleanrooms.wait_semantics import ResourceKind
 
 DAG_ID = "example_cleanrooms_ml_train_and_infer"
+DEMO_OUTPUT_LOCATION = "s3://demo-cleanrooms-ml-results/scores/"
+DEMO_RESULTS_ROLE = "arn:aws:iam::123456789012:role/cleanrooms-ml-results"
 TASK_ORDER = ("create_trained_model", "wait_trained_model", "start_inference", "wait_inference")
 REGION = "us-east-1"
 RECEIVER_ACCOUNT = "111122223333"
@@ -318,10 +320,20 @@ def run_demo(
         step(f"emulator listening on {emulator.url}")
         membership_id = str(uuid.uuid4())
         seeded = emulator.control.seed_membership(membership_id)
+        # Where the membership's inference results go (PutMLConfiguration): OpenLineage, when
+        # installed, names this S3 location as the inference task's output.
+        emulator.client().put_ml_configuration(
+            membershipIdentifier=membership_id,
+            defaultOutputLocation={
+                "destination": {"s3Destination": {"s3Uri": DEMO_OUTPUT_LOCATION}},
+                "roleArn": DEMO_RESULTS_ROLE,
+            },
+        )
         conf = run_conf(membership_id, seeded)
         step(f"seeded membership {membership_id} through the emulator's API:")
         for key in ("configured_model_algorithm_association_arn", "ml_input_channel_arn"):
             step(f"  {key} = {seeded.get(key)}")
+        step(f"  ML configuration: results to {DEMO_OUTPUT_LOCATION}")
         if migrate.wait(timeout=timeout) != 0:
             raise DemoError("airflow db migrate failed:\n" + _tail(home / "db-migrate.log"))
         result.timings["setup"] = time.monotonic() - started
