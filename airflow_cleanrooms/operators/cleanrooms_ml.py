@@ -370,10 +370,14 @@ class CleanRoomsMLBaseOperator(AwsBaseOperator[CleanRoomsMLHook]):
         outlets = outlets_of(self.outlets or [], self.kind, membership)
         if not outlets:
             return
+        events = context.get("outlet_events")
+        if events is None:  # a job that succeeded never fails its task over metadata
+            self.log.warning("This Airflow gives the task no outlet_events: the asset events carry no extra")
+            return
         status = self.kind.done_status if self.wait_for_completion else None
         extra = event_extra(job.arn, job.version, status, membership)
         for asset in outlets:
-            context["outlet_events"][asset].extra.update(extra)
+            events[asset].extra.update(extra)
         self.log.info("Asset event extra of %s: %s", ", ".join(a.uri for a in outlets), extra)
 
     def get_job_state(self, job: JobRef) -> ResourceState:

@@ -137,3 +137,15 @@ class TestOutletEvents:
         )
         stubber.add_response("get_trained_model_inference_job", job_response("ACTIVE"), GET_JOB)
         assert op.execute(context) == JOB_ARN
+
+    def test_a_context_without_outlet_events_does_not_fail_a_finished_job(
+        self, stub_for, context, capsys
+    ) -> None:
+        op = make_operator(CleanRoomsMLStartTrainedModelInferenceJobOperator, outlets=[Asset(SCORES_ASSET)])
+        stubber = stub_for(op)
+        expect_durable_start(
+            stubber, context["ti"], INFERENCE_REQUEST, {"trainedModelInferenceJobArn": JOB_ARN}
+        )
+        stubber.add_response("get_trained_model_inference_job", job_response("ACTIVE"), GET_JOB)
+        assert op.execute(context) == JOB_ARN  # context has no "outlet_events"
+        assert "gives the task no outlet_events" in capsys.readouterr().out
