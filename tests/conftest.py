@@ -35,6 +35,23 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``CLEANROOMS_ML_TEST_WHEEL=1`` (the MWAA stages), prove the tests run the installed wheel.
+
+    The stages run pytest with ``--import-mode=append`` and ``PYTHONSAFEPATH=1``, so neither pytest nor
+    a ``python -m`` subprocess puts the repository's source ahead of site-packages; this check fails
+    the run if something still did.
+    """
+    if os.environ.get("CLEANROOMS_ML_TEST_WHEEL") != "1":
+        return
+    import airflow_cleanrooms
+
+    source = Path(__file__).resolve().parent.parent
+    location = Path(airflow_cleanrooms.__file__).resolve()
+    if location.is_relative_to(source / "airflow_cleanrooms"):
+        raise pytest.UsageError(f"CLEANROOMS_ML_TEST_WHEEL=1, but airflow_cleanrooms comes from {location}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
 
