@@ -69,7 +69,7 @@ def events(
 ) -> dict[str, list[dict[str, Any]]]:
     """The events of this session's example runs, by ``<dag_id>.<task_id>@<run_id>``."""
     if lineage_events is None:
-        pytest.skip("the OpenLineage provider is not installed (only the main stage installs it)")
+        pytest.skip("the OpenLineage provider is not installed (the main and MWAA stages install it)")
     tasks = [f"{run.dag_id}.{task}@{run.run_id}" for run in example_runs.values() for task in run.task_states]
     assert retrain_run.scoring is not None, "the retraining run started no scoring run"
     tasks += [

@@ -68,7 +68,7 @@ class TestScheme:
 
     @pytest.mark.skipif(
         importlib.util.find_spec("airflow.providers.openlineage") is None,
-        reason="the OpenLineage provider is not installed (only the main stage installs it)",
+        reason="the OpenLineage provider is not installed (the main and MWAA stages install it)",
     )
     def test_openlineage_names_it_by_membership_type_and_label(self) -> None:
         from airflow.providers.common.compat.openlineage.facet import Dataset

@@ -47,7 +47,7 @@ from tests.unit.unit_support import (
 
 needs_openlineage = pytest.mark.skipif(
     importlib.util.find_spec("airflow.providers.openlineage") is None,
-    reason="the OpenLineage provider is not installed (only the main stage installs it)",
+    reason="the OpenLineage provider is not installed (the main and MWAA stages install it)",
 )
 NAMESPACE = f"arn:aws:cleanrooms-ml:us-east-1:{ACCOUNT}"
 DETAILS = {"statusCode": "ContainerError", "message": "exit code 137"}
