@@ -8,8 +8,8 @@ releases add things the provider uses when they are there; this module detects e
 and hands out either the real thing or what the older release can do instead:
 
 * ``AirflowException``, ``AirflowFailException``, ``ParamValidationError``, ``TaskDeferred``,
-  ``conf``, ``mask_secret``, ``redact``: from common-compat's ``sdk`` module where it exists, else
-  from where Airflow 3.0 itself has them (so secrets are still masked there).
+  ``conf``, ``mask_secret``, ``redact``: from common-compat's ``sdk`` module where it has them, else
+  from where Airflow itself has them (so secrets are still masked there).
 * ``ResumableJobMixin`` and the ``task_state_store`` (Airflow 3.3+): below 3.3 the operators'
   durable execution uses the job's identity tag only (the lookup in
   :mod:`airflow_cleanrooms.operators.start`), which needs neither.
@@ -77,7 +77,6 @@ try:  # common-compat 1.8+: one import path for every Airflow 3.x
         ParamValidationError,
         TaskDeferred,
         conf,
-        mask_secret,
         redact,
     )
 except ImportError:  # common-compat 1.7 (Airflow 3.0's constraints): where Airflow 3.0 itself has them
@@ -89,9 +88,18 @@ except ImportError:  # common-compat 1.7 (Airflow 3.0's constraints): where Airf
         TaskDeferred,
     )
     from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef,unused-ignore]
-        mask_secret,
         redact,
     )
+
+try:  # common-compat's sdk module has no mask_secret in some releases (1.18, MWAA 3.3.1's)
+    from airflow.providers.common.compat.sdk import mask_secret
+except ImportError:
+    try:  # Airflow 3.1+: masks in this process and tells the supervisor
+        from airflow.sdk.log import mask_secret  # type: ignore[no-redef,unused-ignore]
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef,unused-ignore]
+            mask_secret,
+        )
 
 
 class _NoResumableJobMixin:
