@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
-from airflow_cleanrooms.service_model import service_model
+from airflow_cleanrooms.service_model import additions, camel_to_snake, service_model
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -205,12 +205,20 @@ def reject_arguments_the_model_lacks(operation_name: str, arguments: Any, member
     for it would otherwise be dropped from the request without a word.
     """
     lacking = sorted(name for name, value in arguments.items() if value is not None and name not in members)
-    if lacking:
-        raise TypeError(
-            f"{operation_name}: botocore {installed_version('botocore')}'s model has no "
-            f"{', '.join(lacking)}; upgrade botocore (and aiobotocore) to use "
-            f"{'it' if len(lacking) == 1 else 'them'}"
-        )
+    if not lacking:
+        return
+    input_shape = service_model().operation_model(operation_name).input_shape.name
+    newer = {camel_to_snake(member): (member, version) for member, version in additions(input_shape).items()}
+    described = [
+        f"{name} (botocore {newer[name][1]} added {newer[name][0]})" if name in newer else name
+        for name in lacking
+    ]
+    needed = max((newer[name][1] for name in lacking if name in newer), key=Version, default=None)
+    raise TypeError(
+        f"{operation_name}: botocore {installed_version('botocore')}'s model has no "
+        f"{', '.join(described)}; upgrade botocore (and aiobotocore) "
+        f"{f'to {needed} or later ' if needed else ''}to use {'it' if len(lacking) == 1 else 'them'}"
+    )
 
 
 # ---- the secrets masker: Airflow's rule for sensitive names, and masking what it hides ---------------

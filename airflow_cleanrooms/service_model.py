@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import botocore
 import botocore.session
 
 if TYPE_CHECKING:
@@ -51,6 +54,41 @@ def input_members(operation_name: str) -> dict[str, Shape]:
 def required_input_members(operation_name: str) -> list[str]:
     shape = operation_model(operation_name).input_shape
     return list(shape.required_members) if shape is not None else []
+
+
+@functools.cache
+def _model_history() -> dict[str, dict[str, str]]:
+    added: dict[str, dict[str, str]] = json.loads(Path(__file__).with_name("model_history.json").read_text())[
+        "added"
+    ]
+    return added
+
+
+def additions(shape_name: str) -> dict[str, str]:
+    """
+    ``{member or enum value: the botocore release that added it}`` for ``shape_name``: what botocore added
+    after the oldest release the provider supports.
+
+    History is not in any installed model: ``model_history.json`` is read off botocore's releases by
+    ``scripts/model-history``. With it, a refusal on an older botocore names the release to upgrade to.
+    """
+    return dict(_model_history().get(shape_name, {}))
+
+
+def added_in(shape_name: str, name: str) -> str | None:
+    """The botocore release that added ``name`` to ``shape_name`` (see :func:`additions`), else ``None``."""
+    return _model_history().get(shape_name, {}).get(name)
+
+
+def upgrade_hint(shape_name: str, name: str) -> str:
+    """`` (botocore X added it; ...)`` when a newer botocore has ``name`` in ``shape_name``, else ``""``."""
+    version = added_in(shape_name, name)
+    if version is None:
+        return ""
+    return (
+        f" (botocore {version} added {name!r}; this is botocore {botocore.__version__}: upgrade botocore "
+        f"and aiobotocore to {version} or later to use it)"
+    )
 
 
 def enum_values(shape_name: str) -> list[str]:
@@ -144,7 +182,8 @@ class _Validator:
                 hint = f"; did you mean {suggestion[0]!r}?" if suggestion else ""
                 yield ValidationIssue(
                     self._join(path, str(key)),
-                    f"is not a member of {shape.name}; allowed: {', '.join(members)}{hint}",
+                    f"is not a member of {shape.name}{upgrade_hint(shape.name, str(key))}; "
+                    f"allowed: {', '.join(members)}{hint}",
                 )
                 continue
             if item is None:
@@ -224,7 +263,8 @@ class _Validator:
             if value not in enum:
                 close = difflib.get_close_matches(value, enum, n=1, cutoff=0.6)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                yield ValidationIssue(path, f"{_show(value, secret)} is not one of: {', '.join(enum)}{hint}")
+                allowed = ", ".join(enum) + upgrade_hint(shape.name, value)
+                yield ValidationIssue(path, f"{_show(value, secret)} is not one of: {allowed}{hint}")
             return
         yield from self._size(len(value), shape, path, "characters")
         pattern = shape.metadata.get("pattern")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import botocore
 import pytest
+from packaging.version import Version
 
 from airflow_cleanrooms.service_model import (
     RequestValidationError,
@@ -146,3 +147,99 @@ def test_camel_to_snake():
     assert camel_to_snake("mlModelInferencePayerAccountId") == "ml_model_inference_payer_account_id"
     assert camel_to_snake("maxPayloadInMB") == "max_payload_in_mb"
     assert camel_to_snake("kmsKeyArn") == "kms_key_arn"
+
+
+# ---- the model's history: what a newer botocore added, so a refusal names the release to upgrade to ----
+
+
+def _history() -> dict:
+    """``model_history.json`` as the installed package ships it (the wheel's package data in MWAA stages)."""
+    import json
+
+    import airflow_cleanrooms
+
+    return json.loads(Path(airflow_cleanrooms.__file__).with_name("model_history.json").read_text())
+
+
+def _installed_has(shape_name: str, name: str) -> bool | None:
+    """Whether the installed model's shape has the member or enum value; ``None`` if it lacks the shape."""
+    model = service_model()
+    if shape_name not in model.shape_names:
+        return None
+    shape = model.shape_for(shape_name)
+    return name in getattr(shape, "members", {}) or name in (getattr(shape, "enum", None) or [])
+
+
+def _newer_than_installed() -> list[tuple[str, str, str]]:
+    """``(shape, name, release)`` the history records after the installed botocore, in shapes it has."""
+    installed = Version(botocore.__version__)
+    return [
+        (shape, name, release)
+        for shape, names in sorted(_history()["added"].items())
+        for name, release in sorted(names.items())
+        if Version(release) > installed and _installed_has(shape, name) is False
+    ]
+
+
+def test_model_history_agrees_with_the_installed_botocore():
+    """Every CI stage runs another botocore (1.37.1 to the newest): each checks the history at its own."""
+    history = _history()
+    installed = Version(botocore.__version__)
+    assert Version(history["from"]) <= installed <= Version(history["to"]), (
+        f"botocore {installed} is outside the history's {history['from']}..{history['to']}: "
+        "run scripts/model-history after moving botocore in a lock"
+    )
+    wrong = []
+    for shape, names in history["added"].items():
+        for name, release in names.items():
+            has = _installed_has(shape, name)
+            if has is None:  # the shape itself is newer than the installed model
+                if installed >= Version(release):
+                    wrong.append(f"{shape} (needed for {name}, added in {release}) is missing")
+            elif has != (installed >= Version(release)):
+                wrong.append(f"{shape}.{name}: recorded as added in {release}, installed has it: {has}")
+    assert wrong == []
+    # Two that users of MWAA's images meet (3.3.1 pins botocore 1.43.56), as the issue names them.
+    added = history["added"]
+    assert added["StartTrainedModelInferenceJobRequest"]["mlModelInferencePayerAccountId"] == "1.43.13"
+    assert added["WorkerComputeType"]["CR.8X"] == "1.43.57"
+
+
+def test_a_value_or_member_a_newer_botocore_added_is_refused_naming_that_release():
+    newer = _newer_than_installed()
+    if not newer:
+        pytest.skip(f"botocore {botocore.__version__} has everything the history records")
+    from airflow_cleanrooms.service_model import _Validator
+
+    model = service_model()
+    for shape_name, name, release in newer:
+        shape = model.shape_for(shape_name)
+        value = {name: "x"} if shape.type_name == "structure" else name
+        # A structure also reports its required members; the issue about ``name`` is the one at its path.
+        at = f"field.{name}" if shape.type_name == "structure" else "field"
+        (issue,) = [issue for issue in _Validator().value(value, shape, "field") if issue.path == at]
+        assert f"botocore {release} added {name!r}" in issue.message, issue
+        assert f"this is botocore {botocore.__version__}" in issue.message, issue
+        assert f"to {release} or later" in issue.message, issue
+
+
+def test_an_operator_argument_a_newer_botocore_added_names_the_release():
+    from airflow_cleanrooms.compat import reject_arguments_the_model_lacks
+    from airflow_cleanrooms.operators.request import argument_members
+
+    operations = ("StartTrainedModelInferenceJob", "CreateTrainedModel", "CreateMLInputChannel")
+    lacking = [
+        (operation, name, release)
+        for operation in operations
+        for shape, name, release in _newer_than_installed()
+        if shape == f"{operation}Request"
+    ]
+    if not lacking:
+        pytest.skip(f"botocore {botocore.__version__} has every argument the operators offer")
+    for operation, name, release in lacking:
+        with pytest.raises(TypeError) as raised:
+            arguments = {camel_to_snake(name): "x"}
+            reject_arguments_the_model_lacks(operation, arguments, argument_members(operation))
+        message = str(raised.value)
+        assert f"has no {camel_to_snake(name)} (botocore {release} added {name})" in message
+        assert f"upgrade botocore (and aiobotocore) to {release} or later to use it" in message

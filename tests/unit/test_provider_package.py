@@ -107,3 +107,28 @@ def test_console_links(link) -> None:
         region_name="eu-west-1", aws_domain="aws.amazon.com", collaboration_id="c-1", arn="x"
     ) == ("https://console.aws.amazon.com/cleanrooms/home?region=eu-west-1#/collaborations/c-1")
     assert link.format_link(region_name=None, aws_domain=None) == ""
+
+
+def test_classifiers_name_every_python_ci_runs() -> None:
+    """Each CI stage's lock names its Python; the package's classifiers name exactly those."""
+    import re
+    from importlib import metadata
+
+    root = Path(__file__).resolve().parents[2]
+    tested = {
+        match.group(1)
+        for lock in (root / "locks").glob("*.txt")
+        if (match := re.search(r"^# python: (\S+)$", lock.read_text(), re.MULTILINE))
+    }
+    # The installed distribution's metadata: the wheel's in the MWAA stages, the editable install's elsewhere.
+    classifiers = metadata.metadata("airflow-cleanrooms").get_all("Classifier") or []
+    declared = {
+        c.rsplit(" :: ", 1)[1]
+        for c in classifiers
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    }
+    assert tested and declared == tested, (
+        f"CI runs Python {sorted(tested)}, classifiers say {sorted(declared)}"
+    )
+    requires = metadata.metadata("airflow-cleanrooms")["Requires-Python"]
+    assert requires == f">={min(tested, key=lambda v: tuple(map(int, v.split('.'))))}"

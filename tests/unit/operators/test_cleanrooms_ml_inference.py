@@ -509,7 +509,7 @@ def test_trained_model_arn_from_upstream_xcom_is_used_as_is(stub_for, context) -
 
 @pytest.mark.skipif(
     not model_has_member("StartTrainedModelInferenceJobRequest", "mlModelInferencePayerAccountId"),
-    reason="the installed botocore model has no mlModelInferencePayerAccountId (botocore 1.38+)",
+    reason="the installed botocore model has no mlModelInferencePayerAccountId (botocore 1.43.13 added it)",
 )
 def test_a_member_without_an_explicit_parameter_is_still_accepted(stub_for, context) -> None:
     """What a newer botocore member looks like: not in the signature, accepted by its snake_case name."""

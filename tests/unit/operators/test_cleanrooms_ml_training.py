@@ -16,7 +16,7 @@ from airflow_cleanrooms.operators.cleanrooms_ml import (
     CleanRoomsMLCreateMLInputChannelOperator,
     CleanRoomsMLCreateTrainedModelOperator,
 )
-from airflow_cleanrooms.service_model import camel_to_snake, input_members
+from airflow_cleanrooms.service_model import added_in, camel_to_snake, input_members
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLInputChannelActiveTrigger,
     CleanRoomsMLTrainedModelCompleteTrigger,
@@ -239,5 +239,11 @@ class TestCreateMLInputChannel:
 
 @pytest.mark.skipif(HAS_INPUT_MODE, reason="the installed botocore model has trainingInputMode")
 def test_an_argument_the_installed_model_lacks_fails_at_parse_time() -> None:
-    with pytest.raises(TypeError, match="model has no training_input_mode; upgrade botocore"):
+    # The refusal names the release that added the member (airflow_cleanrooms/model_history.json).
+    added = added_in("CreateTrainedModelRequest", "trainingInputMode")
+    expected = (
+        rf"model has no training_input_mode \(botocore {added} added trainingInputMode\); "
+        rf"upgrade botocore \(and aiobotocore\) to {added} or later to use it"
+    )
+    with pytest.raises(TypeError, match=expected):
         training(training_input_mode="File")
