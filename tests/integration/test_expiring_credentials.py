@@ -1,6 +1,6 @@
 """
 Waits outlive their credentials: a connection with ``role_arn`` assumes the role through the
-emulator's STS, whose credentials here last 20 seconds, while the jobs run 90 seconds (real time:
+emulator's STS, whose credentials here last 10 seconds, while the jobs run 45 seconds (real time:
 botocore decides when to refresh on the wall clock, so the clock is not moved).
 
 Every wait path is exercised at once on its own job: the trigger on the pooled thread-transport
@@ -35,9 +35,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROLE_ARN = "arn:aws:iam::210987654321:role/cleanrooms-ml-waits"
 CONN_ID = "cleanrooms_role"
-CREDENTIAL_SECONDS = 20
-JOB_SECONDS = 90
-DELAY = 5
+CREDENTIAL_SECONDS = 10
+JOB_SECONDS = 45
+DELAY = 3
 
 
 class AioTrigger(CleanRoomsMLTrainedModelInferenceJobCompleteTrigger):
@@ -46,7 +46,7 @@ class AioTrigger(CleanRoomsMLTrainedModelInferenceJobCompleteTrigger):
 
 @pytest.fixture
 def role_jobs(cleanrooms_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``start(name)`` -> the ARN of a 90-second job started through the role connection."""
+    """``start(name)`` -> the ARN of a ``JOB_SECONDS`` job started through the role connection."""
     control = cleanrooms_emulator.control
     control.set_limits(credential_seconds=CREDENTIAL_SECONDS)
     control.set_timings(pending_seconds=1, running_seconds=JOB_SECONDS)
