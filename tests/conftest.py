@@ -10,12 +10,14 @@ fixture, which runs ``airflow db migrate`` once per session. DAG files a test ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,20 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
+# Where the OpenLineage provider is installed (every stage), its file transport writes each event of a task
+# that runs through Airflow (dag.test()) here, one JSON file per event: the lineage tests read them back.
+_OPENLINEAGE_EVENTS = _HOME / "openlineage"
+try:
+    metadata.version("apache-airflow-providers-openlineage")
+except metadata.PackageNotFoundError:
+    _OPENLINEAGE_INSTALLED = False
+else:
+    _OPENLINEAGE_INSTALLED = True
+    _OPENLINEAGE_EVENTS.mkdir()
+    os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
+        {"type": "file", "log_file_path": str(_OPENLINEAGE_EVENTS / "ol")}
+    )
+    os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "cleanrooms-tests"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,6 +75,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     return _HOME
+
+
+@pytest.fixture(scope="session")
+def openlineage_events() -> Path:
+    """The folder the OpenLineage file transport writes to; skips where the provider is not installed."""
+    if not _OPENLINEAGE_INSTALLED:
+        pytest.skip("the OpenLineage provider is not installed")
+    return _OPENLINEAGE_EVENTS
 
 
 @pytest.fixture(scope="session")

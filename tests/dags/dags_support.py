@@ -40,3 +40,19 @@ def dag_bag(folder: Path) -> Any:
 
 def task_states(dag_run: DagRun) -> dict[str, str | None]:
     return {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()}
+
+
+def train_conf(seeded: dict[str, str], membership_id: str, prefix: str) -> dict[str, Any]:
+    """The train-and-infer example's run conf for a seeded membership (names prefixed ``prefix``)."""
+    return {
+        "membership_id": membership_id,
+        "configured_model_algorithm_association_arn": seeded["configured_model_algorithm_association_arn"],
+        "training_channel_arn": seeded["ml_input_channel_arn"],
+        "inference_channel_arn": seeded["ml_input_channel_arn"],
+        "receiver_account": "444455556666",
+        "name_prefix": prefix,
+        "training_volume_size_gb": 20,
+        "epochs": "3",
+        "score_threshold": "0.75",
+        "team": "fraud",
+    }

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY
-from tests.dags.dags_support import INFERENCE, TRAIN_AND_INFER, nodash, task_states
+from tests.dags.dags_support import INFERENCE, TRAIN_AND_INFER, nodash, task_states, train_conf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,21 +27,6 @@ MODES = [pytest.param(False, id="sync"), pytest.param(True, id="deferrable")]
 
 def _dag_id(base: str, deferrable: bool) -> str:
     return f"{base}_deferrable" if deferrable else base
-
-
-def _train_conf(seeded: dict[str, str], membership_id: str, prefix: str) -> dict[str, Any]:
-    return {
-        "membership_id": membership_id,
-        "configured_model_algorithm_association_arn": seeded["configured_model_algorithm_association_arn"],
-        "training_channel_arn": seeded["ml_input_channel_arn"],
-        "inference_channel_arn": seeded["ml_input_channel_arn"],
-        "receiver_account": "444455556666",
-        "name_prefix": prefix,
-        "training_volume_size_gb": 20,
-        "epochs": "3",
-        "score_threshold": "0.75",
-        "team": "fraud",
-    }
 
 
 def _only(requests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -63,7 +48,7 @@ def test_train_and_infer_end_to_end(
     dag_id = _dag_id(TRAIN_AND_INFER, deferrable)
     suffix = nodash(run_after)
 
-    _, dag_run = run_example(dag_id, _train_conf(seeded, membership_id, "e2e"))
+    _, dag_run = run_example(dag_id, train_conf(seeded, membership_id, "e2e"))
 
     assert task_states(dag_run) == dict.fromkeys(
         ["create_trained_model", "wait_trained_model", "start_inference", "wait_inference"], "success"
@@ -177,7 +162,7 @@ def test_failed_training_stops_at_the_training_sensor(
     )
 
     _, dag_run = run_example(
-        _dag_id(TRAIN_AND_INFER, deferrable), _train_conf(seeded, membership_id, "broken")
+        _dag_id(TRAIN_AND_INFER, deferrable), train_conf(seeded, membership_id, "broken")
     )
 
     assert str(dag_run.state) == "failed"

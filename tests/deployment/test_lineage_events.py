@@ -9,13 +9,12 @@ the inference output is the membership's S3 output location; the run facets carr
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.lineage_support import arn_name, names, read_events
 from tests.topology import wait_until
 
 from .conftest import (
@@ -38,26 +37,6 @@ TRAIN_AND_INFER = (
     "example_cleanrooms_ml_train_and_infer",
     "example_cleanrooms_ml_train_and_infer_deferrable",
 )
-
-
-def read_events(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every event the transport wrote, by job name (``<dag_id>.<task_id>``, or the DAG id) and run."""
-    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for path in sorted(folder.glob("ol-*.json")):
-        event = json.loads(path.read_text())
-        run_id = event["run"]["facets"].get("airflow", {}).get("dagRun", {}).get("run_id")
-        by_job[f"{event['job']['name']}@{run_id}"].append(event)
-    return by_job
-
-
-def names(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(d["namespace"], d["name"]) for d in datasets]
-
-
-def arn_name(arn: str) -> tuple[str, str]:
-    """An ARN as its dataset's (namespace, name)."""
-    prefix, _, resource = arn.partition(":membership/")
-    return prefix, "membership/" + resource
 
 
 @pytest.fixture(scope="module")
