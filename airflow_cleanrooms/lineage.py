@@ -79,7 +79,12 @@ def resource_dataset(arn: str, version: str | None = None) -> Dataset:
 
 
 def s3_dataset(uri: str) -> Dataset:
-    """An S3 location named as the amazon provider names it: namespace ``s3://<bucket>``, name ``<key>``."""
+    """
+    An S3 location named as the amazon provider names a job's S3 output: namespace ``s3://<bucket>``,
+    name ``<key>`` as given, as ``SageMakerBaseOperator.path_to_s3_dataset`` does for SageMaker jobs (a
+    prefix keeps its trailing slash). Not through the ``s3`` asset converter: an ``Asset`` URI drops
+    that slash, so the job's output would no longer be the dataset SageMaker-style readers name.
+    """
     from airflow.providers.common.compat.openlineage.facet import Dataset
 
     bucket, _, key = uri.removeprefix("s3://").partition("/")
