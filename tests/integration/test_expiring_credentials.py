@@ -1,6 +1,6 @@
 """
 Waits outlive their credentials: a connection with ``role_arn`` assumes the role through the
-emulator's STS, whose credentials here last 10 seconds, while the jobs run 45 seconds (real time:
+emulator's STS, whose credentials here last 6 seconds, while the jobs run 27 seconds (real time:
 botocore decides when to refresh on the wall clock, so the clock is not moved).
 
 Every wait path is exercised at once on its own job: the trigger on the pooled thread-transport
@@ -35,9 +35,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROLE_ARN = "arn:aws:iam::210987654321:role/cleanrooms-ml-waits"
 CONN_ID = "cleanrooms_role"
-CREDENTIAL_SECONDS = 10
-JOB_SECONDS = 45
-DELAY = 3
+CREDENTIAL_SECONDS = 6
+JOB_SECONDS = 27
+DELAY = 2
 
 
 class AioTrigger(CleanRoomsMLTrainedModelInferenceJobCompleteTrigger):

@@ -42,7 +42,7 @@ def jobs(cleanrooms_emulator: Any) -> tuple[str, list[str]]:
     """Thirty running jobs of one membership (created with the limits off), then AWS's request rate."""
     control = cleanrooms_emulator.control
     control.set_limits(inference_jobs_per_membership=None, inference_jobs_per_account=None, request_rate=None)
-    control.set_timings(pending_seconds=1, running_seconds=8)
+    control.set_timings(pending_seconds=1, running_seconds=5)
     membership = str(uuid.uuid4())
     seed = control.seed_membership(membership, trained_model=True)
     client = cleanrooms_emulator.client()
