@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
-from airflow_cleanrooms.service_model import additions, camel_to_snake, service_model
+from airflow_cleanrooms.service_model import additions, botocore_version, camel_to_snake, service_model
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -146,7 +146,7 @@ def say_fallbacks(logger: Any = None, *, durable: bool = True) -> None:
             "model_versions",
             "botocore %s's Clean Rooms ML model has no trained model versions: trained models are "
             "tracked by ARN only (and members newer than this model are not offered)",
-            installed_version("botocore"),
+            botocore_version(),
             logger=logger,
         )
 
@@ -215,7 +215,7 @@ def reject_arguments_the_model_lacks(operation_name: str, arguments: Any, member
     ]
     needed = max((newer[name][1] for name in lacking if name in newer), key=Version, default=None)
     raise TypeError(
-        f"{operation_name}: botocore {installed_version('botocore')}'s model has no "
+        f"{operation_name}: botocore {botocore_version()}'s model has no "
         f"{', '.join(described)}; upgrade botocore (and aiobotocore) "
         f"{f'to {needed} or later ' if needed else ''}to use {'it' if len(lacking) == 1 else 'them'}"
     )

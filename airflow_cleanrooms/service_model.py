@@ -45,6 +45,11 @@ def operation_model(operation_name: str) -> OperationModel:
     return service_model().operation_model(operation_name)
 
 
+def botocore_version() -> str:
+    """The release of the botocore this process imported: the one whose model every check here reads."""
+    return botocore.__version__
+
+
 def input_members(operation_name: str) -> dict[str, Shape]:
     """Top-level input members of an operation, in model order (camelCase names)."""
     shape = operation_model(operation_name).input_shape
@@ -86,7 +91,7 @@ def upgrade_hint(shape_name: str, name: str) -> str:
     if version is None:
         return ""
     return (
-        f" (botocore {version} added {name!r}; this is botocore {botocore.__version__}: upgrade botocore "
+        f" (botocore {version} added {name!r}; this is botocore {botocore_version()}: upgrade botocore "
         f"and aiobotocore to {version} or later to use it)"
     )
 
@@ -310,3 +315,14 @@ def find_input_issues(
     if shape is None:
         return []
     return list(_Validator(path_names).structure(params, shape, "", False))
+
+
+def find_shape_issues(shape_name: str, value: Any, path: str) -> list[ValidationIssue]:
+    """
+    Check one value against one shape of the model (e.g. ``ParameterMap``) and return every issue found.
+
+    :param shape_name: the model's shape, e.g. ``WorkerComputeType``.
+    :param value: the value, with the model's (camelCase) member names where it is a structure.
+    :param path: the name to report the value under, e.g. ``worker.type``.
+    """
+    return list(_Validator().value(value, service_model().shape_for(shape_name), path))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import botocore
 import pytest
 from packaging.version import Version
 
 from airflow_cleanrooms.service_model import (
     RequestValidationError,
+    botocore_version,
     camel_to_snake,
     enum_values,
     find_input_issues,
+    find_shape_issues,
     input_members,
     service_model,
 )
@@ -67,7 +68,7 @@ def test_installed_model_has_every_member_the_provider_relies_on():
     } <= members
     # Newer members: required of the botocore constraints.txt pins; an older botocore (the lowest
     # stage's 1.37.1) lacks them and the provider offers only what the installed model has.
-    if botocore.__version__ == _pinned("botocore"):
+    if botocore_version() == _pinned("botocore"):
         assert {"trainedModelVersionIdentifier", "mlModelInferencePayerAccountId"} <= members
     assert service_model().service_name == "cleanroomsml"
 
@@ -134,12 +135,10 @@ def test_sensitive_values_are_not_echoed():
     # ParameterMap is marked sensitive in the model; its values must never appear in messages.
     issues = find_input_issues("StartTrainedModelInferenceJob", {**valid_request(), "name": 12345})
     assert any("12345" in str(i) for i in issues)  # non-sensitive values are shown
-    from airflow_cleanrooms.service_model import _Validator
-
     shape = service_model().shape_for("ParameterMap")
     if not shape.metadata.get("sensitive"):
         pytest.skip("ParameterMap is not marked sensitive in this botocore's model (it is from 1.38)")
-    found = list(_Validator().value({"secret_key": 99999}, shape, "parameters"))
+    found = find_shape_issues("ParameterMap", {"secret_key": 99999}, "parameters")
     assert found and all("99999" not in str(i) for i in found)
 
 
@@ -172,7 +171,7 @@ def _installed_has(shape_name: str, name: str) -> bool | None:
 
 def _newer_than_installed() -> list[tuple[str, str, str]]:
     """``(shape, name, release)`` the history records after the installed botocore, in shapes it has."""
-    installed = Version(botocore.__version__)
+    installed = Version(botocore_version())
     return [
         (shape, name, release)
         for shape, names in sorted(_history()["added"].items())
@@ -184,7 +183,7 @@ def _newer_than_installed() -> list[tuple[str, str, str]]:
 def test_model_history_agrees_with_the_installed_botocore():
     """Every CI stage runs another botocore (1.37.1 to the newest): each checks the history at its own."""
     history = _history()
-    installed = Version(botocore.__version__)
+    installed = Version(botocore_version())
     assert Version(history["from"]) <= installed <= Version(history["to"]), (
         f"botocore {installed} is outside the history's {history['from']}..{history['to']}: "
         "run scripts/model-history after moving botocore in a lock"
@@ -208,18 +207,16 @@ def test_model_history_agrees_with_the_installed_botocore():
 def test_a_value_or_member_a_newer_botocore_added_is_refused_naming_that_release():
     newer = _newer_than_installed()
     if not newer:
-        pytest.skip(f"botocore {botocore.__version__} has everything the history records")
-    from airflow_cleanrooms.service_model import _Validator
-
+        pytest.skip(f"botocore {botocore_version()} has everything the history records")
     model = service_model()
     for shape_name, name, release in newer:
         shape = model.shape_for(shape_name)
         value = {name: "x"} if shape.type_name == "structure" else name
         # A structure also reports its required members; the issue about ``name`` is the one at its path.
         at = f"field.{name}" if shape.type_name == "structure" else "field"
-        (issue,) = [issue for issue in _Validator().value(value, shape, "field") if issue.path == at]
+        (issue,) = [issue for issue in find_shape_issues(shape_name, value, "field") if issue.path == at]
         assert f"botocore {release} added {name!r}" in issue.message, issue
-        assert f"this is botocore {botocore.__version__}" in issue.message, issue
+        assert f"this is botocore {botocore_version()}" in issue.message, issue
         assert f"to {release} or later" in issue.message, issue
 
 
@@ -235,7 +232,7 @@ def test_an_operator_argument_a_newer_botocore_added_names_the_release():
         if shape == f"{operation}Request"
     ]
     if not lacking:
-        pytest.skip(f"botocore {botocore.__version__} has every argument the operators offer")
+        pytest.skip(f"botocore {botocore_version()} has every argument the operators offer")
     for operation, name, release in lacking:
         with pytest.raises(TypeError) as raised:
             arguments = {camel_to_snake(name): "x"}
