@@ -46,6 +46,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import botocore.loaders
+from asgiref.sync import sync_to_async
 from botocore.config import Config
 
 from airflow_cleanrooms.aio.keys import ClientKey, role_account
@@ -101,6 +102,23 @@ def _service_name(hook: AwsGenericHook) -> str:
     if not hook.client_type:
         raise ValueError(f"{type(hook).__name__} has no client_type; a shared async client needs one.")
     return hook.client_type
+
+
+async def run_sync(func: Callable[..., Any], *args: Any) -> Any:
+    """
+    Run a blocking call that may ask Airflow for something (a connection, a task instance's state) from
+    a trigger, the way Airflow's triggerer requires: through asgiref's ``sync_to_async``, as the amazon
+    provider's hooks and triggers make such calls.
+
+    Airflow 3.0 and 3.1 answer a Task SDK call from a trigger on the triggerer's event loop only when
+    asgiref ran it (it records that loop for the thread). Called from a thread of any other pool, the
+    call opened a second event loop reading the same pipe: "Response read out of order!", and the
+    trigger process exited, failing every trigger it ran. Airflow 3.2 serializes such calls with a lock
+    and 3.3 bridges them, so both also work this way. With asgiref's default ``thread_sensitive`` the
+    calls run one at a time on one thread, so the pipe never sees two at once (Airflow 3.0.2 does not
+    guard it).
+    """
+    return await sync_to_async(partial(func, *args))()
 
 
 def resolve_client_key(hook: AwsGenericHook, transport: str = "thread") -> ClientKey:
@@ -265,19 +283,19 @@ class SharedClientPool:
 
     @property
     def executor(self) -> ThreadPoolExecutor:
-        """The pool's threads: API calls of thread-transport clients, client construction, lookups."""
+        """The pool's threads: the API calls of thread-transport clients (lookups use :func:`run_sync`)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(THREAD_WORKERS, thread_name_prefix="cleanrooms-ml-aws")
         return self._executor
 
     async def run_blocking(self, key: Hashable, func: Callable[..., Any], *args: Any) -> Any:
         """
-        Run ``func(*args)`` on the pool's threads, once for all concurrent callers with the same
+        Run ``func(*args)`` through :func:`run_sync`, once for all concurrent callers with the same
         ``key`` (they all get its result or its exception).
         """
         task = self._singleflight.get(key)
         if task is None:
-            task = self._loop.run_in_executor(self.executor, partial(func, *args))
+            task = self._loop.create_task(run_sync(func, *args))
             self._singleflight[key] = task
             task.add_done_callback(partial(self._forget, self._singleflight, key))
         return await asyncio.shield(task)
@@ -364,9 +382,8 @@ class SharedClientPool:
             task = self._creating.get(key)
             if task is None:
                 # Module-level lookup, so tests can substitute the construction.
-                task = self._loop.run_in_executor(
-                    self.executor, partial(create_client_blocking, hook, transport)
-                )
+                # Through run_sync: building the client may read the hook's connection from Airflow.
+                task = self._loop.create_task(run_sync(create_client_blocking, hook, transport))
                 self._creating[key] = task
                 # Registered before any waiter's shield callback, so the entry exists when they resume.
                 task.add_done_callback(partial(self._created, key))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
@@ -35,7 +36,7 @@ from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.triggers.base import TriggerEvent
 from botocore import xform_name
 
-from airflow_cleanrooms.aio.client_pool import SharedClientPool
+from airflow_cleanrooms.aio.client_pool import SharedClientPool, run_sync
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
 from airflow_cleanrooms.compat import conf, trigger_hook_parameters
@@ -95,8 +96,9 @@ async def deferred_task_state(trigger: AwsBaseWaiterTrigger) -> str | None:
     The state of the task instance that deferred to ``trigger``, read now from the API server
     (``None``: the task instance has no state).
 
-    Read through the Task SDK's ``RuntimeTaskInstance.get_task_states``, as the amazon provider's
-    EMR Serverless trigger does; mapped task instances are keyed ``<task_id>_<map_index>``. A
+    Read through the Task SDK's ``RuntimeTaskInstance.get_task_states``, by way of asgiref
+    (:func:`~airflow_cleanrooms.aio.client_pool.run_sync`), as the amazon provider's EMR Serverless
+    trigger does; mapped task instances are keyed ``<task_id>_<map_index>``. A
     trigger that runs without a task instance (outside a triggerer) has nobody else waiting on it,
     and reads as killed (``"unknown"``). Raises when the state cannot be read.
     """
@@ -107,12 +109,14 @@ async def deferred_task_state(trigger: AwsBaseWaiterTrigger) -> str | None:
 
     map_index = getattr(ti, "map_index", -1)
     map_index = -1 if map_index is None else map_index
-    states = await asyncio.to_thread(
-        RuntimeTaskInstance.get_task_states,
-        dag_id=ti.dag_id,
-        map_index=map_index,
-        task_ids=[ti.task_id],
-        run_ids=[ti.run_id],
+    states = await run_sync(
+        partial(
+            RuntimeTaskInstance.get_task_states,
+            dag_id=ti.dag_id,
+            map_index=map_index,
+            task_ids=[ti.task_id],
+            run_ids=[ti.run_id],
+        )
     )
     key = ti.task_id if map_index < 0 else f"{ti.task_id}_{map_index}"
     by_task = (states or {}).get(ti.run_id) or {}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from asgiref.sync import async_to_sync
 from botocore.exceptions import ClientError
 
 from airflow_cleanrooms.aio.client_pool import close_shared_clients
@@ -32,6 +33,25 @@ def connection_env(login: str, secret: str, region: str = "us-east-1") -> str:
             "extra": {"region_name": region, "endpoint_url": "http://127.0.0.1:9"},
         }
     )
+
+
+class TriggererComms:
+    """
+    What Airflow 3.0's and 3.1's triggerer does with a Task SDK call (a connection, a task's state)
+    that a trigger makes from a thread: ``TriggerCommsDecoder.send`` is ``async_to_sync(asend)``, and
+    ``asend`` reads the answer from a pipe that only the triggerer's event loop may read. Records the
+    event loop each call's ``asend`` ran on; a call from a thread asgiref did not start gets a new loop.
+    """
+
+    def __init__(self) -> None:
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    async def _asend(self, answer: Any) -> Any:
+        self.loops.append(asyncio.get_running_loop())
+        return answer
+
+    def send(self, answer: Any = None) -> Any:
+        return async_to_sync(self._asend)(answer)
 
 
 class ScaleTestHook(AwsBaseHook):

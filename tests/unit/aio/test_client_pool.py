@@ -17,6 +17,7 @@ from tests.unit.trigger_support import (
     ScaleTestHook,
     ScaleTestJobTrigger,
     ScriptedClient,
+    TriggererComms,
     connection_env,
     first_event,
     job,
@@ -237,3 +238,30 @@ def test_lease_of_a_client_whose_construction_finished_before_its_callbacks_ran(
         await close_shared_clients()
 
     asyncio.run(main())
+
+
+def test_lookups_and_client_construction_ask_airflow_on_the_triggerers_loop(monkeypatch):
+    """
+    Regression (Airflow 3.0.6, a real triggerer): the connection lookup ran on the pool's own threads,
+    so the triggerer's answer was read on a second event loop ("Response read out of order!") and the
+    trigger process exited. Both blocking steps that may ask Airflow now run through asgiref.
+    """
+    comms = TriggererComms()
+    build = client_pool.create_client_blocking
+
+    def building(hook: Any, transport: str = "thread") -> Any:
+        comms.send()  # building a client may read the hook's connection
+        return build(hook, transport)
+
+    monkeypatch.setattr(client_pool, "create_client_blocking", building)
+
+    async def main() -> asyncio.AbstractEventLoop:
+        pool = SharedClientPool.for_running_loop()
+        assert await pool.run_blocking(("lookup",), comms.send, "the connection") == "the connection"
+        async with pool.lease(ScaleTestHook(aws_conn_id="scale_a")):
+            pass
+        await close_shared_clients()
+        return asyncio.get_running_loop()
+
+    loop = asyncio.run(main())
+    assert comms.loops == [loop, loop]

@@ -20,6 +20,7 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
 )
+from tests.unit.trigger_support import TriggererComms
 from tests.unit.unit_support import GET_JOB, JOB_ARN, MEMBERSHIP, MODEL_ARN, VERSION, needs_model_versions
 
 AWS = {
@@ -160,14 +161,19 @@ def test_on_kill_does_nothing_for_watchers(async_stub) -> None:
 
 
 class _TaskStates:
-    """Stands in for ``RuntimeTaskInstance.get_task_states`` (the Task SDK's call to the API server)."""
+    """
+    Stands in for ``RuntimeTaskInstance.get_task_states`` (the Task SDK's call to the API server),
+    sending it the way Airflow 3.0's and 3.1's triggerer does (``comms``).
+    """
 
     def __init__(self, states: dict[str, Any] | Exception) -> None:
         self.states = states
         self.asked: list[dict[str, Any]] = []
+        self.comms = TriggererComms()
 
     def __call__(self, **query: Any) -> dict[str, Any]:
         self.asked.append(query)
+        self.comms.send()
         if isinstance(self.states, Exception):
             raise self.states
         return self.states
@@ -201,11 +207,16 @@ def test_on_kill_cancels_when_the_task_is_no_longer_deferred(async_stub, monkeyp
     states = _task_states(monkeypatch, {"r1": {"score": state}})
     trigger = _deferred_trigger()
 
-    asyncio.run(trigger.on_kill())
+    async def kill() -> asyncio.AbstractEventLoop:
+        await trigger.on_kill()
+        return asyncio.get_running_loop()
+
+    loop = asyncio.run(kill())
 
     log = capsys.readouterr().out
     assert async_stub.called
     assert states.asked == [{"dag_id": "scores", "map_index": -1, "task_ids": ["score"], "run_ids": ["r1"]}]
+    assert states.comms.loops == [loop]  # answered on the triggerer's loop, as Airflow 3.0 and 3.1 need
     assert f"Task killed while deferred (its state is now {state}): cancelling" in log
 
 
