@@ -334,7 +334,11 @@ class AirflowTopology:
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
                 "AIRFLOW__API__WORKERS": "1",
+                # xcom() reads values deserialized; Airflow before 3.1 refuses that unless told to.
+                "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                # Airflow 3.0.2 leaves the issuer unset, and PyJWT 2.10 refuses to sign a token without one.
+                "AIRFLOW__API_AUTH__JWT_ISSUER": "airflow-cleanrooms-tests",
                 "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),

@@ -17,10 +17,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import pytest
 
+from airflow_cleanrooms.compat import model_has_member
 from airflow_cleanrooms.emulator.process import EmulatorProcess
 from tests.topology import AirflowTopology, TopologyUnavailable, emulator_env
 
@@ -49,7 +50,8 @@ def venv_tool(name: str) -> str | None:
 # services costs most of the suite's time on a 2-core machine.
 
 TIMINGS: dict[str, float] = {}
-ARTIFACTS = REPO_ROOT / "artifacts"
+# Each CI stage its own folder (scripts/test names the stage), since stages run side by side.
+ARTIFACTS = REPO_ROOT / "artifacts" / os.environ.get("CLEANROOMS_ML_CI_STAGE", "main")
 MEMBERSHIP_ID = "3f2b8c1e-5d4a-4e6f-9b7c-1a2d3e4f5a6b"
 # Sensor poke / trigger poll interval of the example DAGs here. Not 1 s: with LocalExecutor on a
 # loaded machine, Airflow 3.3 can fail a sensor whose next poke (reschedule mode) or resumed run
@@ -57,6 +59,11 @@ MEMBERSHIP_ID = "3f2b8c1e-5d4a-4e6f-9b7c-1a2d3e4f5a6b"
 # state success, but the task instance's state attribute is running"; apache/airflow#71172 and
 # #72716, open). Seen here with 1 s; 10 s leaves the scheduler time to drain it.
 POLL_SECONDS = 10
+# PostgreSQL, as MWAA and the Helm chart run, where the stage installs its driver (the main stage);
+# SQLite in the stages whose locks hold only what MWAA's constraints and the provider's extras pin.
+DATABASE: Literal["sqlite", "postgres"] = (
+    "postgres" if importlib.util.find_spec("psycopg2") is not None else "sqlite"
+)
 RETRAIN_DAG = "example_cleanrooms_ml_retrain"
 SCORE_DAG = "example_cleanrooms_ml_score_new_model"
 EXAMPLE_DAGS = (
@@ -65,6 +72,19 @@ EXAMPLE_DAGS = (
     "example_cleanrooms_ml_train_and_infer",
     "example_cleanrooms_ml_train_and_infer_deferrable",
 )
+
+
+#: Whether the installed botocore model has trained model versions (the lowest stage's 1.37 has not):
+#: without them the training operator pushes no version and the lineage names none.
+MODEL_VERSIONS = model_has_member("GetTrainedModelRequest", "versionIdentifier")
+
+
+def trained_model_version(deployment: AirflowTopology, dag_id: str, run_id: str) -> str | None:
+    """The version the run's training task pushed (``None`` where the model has no versions)."""
+    if not MODEL_VERSIONS:
+        return None
+    key = "trained_model_version_identifier"
+    return str(deployment.xcom(dag_id, run_id, "create_trained_model", key))
 
 
 @contextlib.contextmanager
@@ -136,7 +156,7 @@ def deployment(
                 **lineage,
             },
             parallelism=8,
-            database="postgres",
+            database=DATABASE,
             dags_folder=REPO_ROOT / "dags",
         )
     except TopologyUnavailable as err:

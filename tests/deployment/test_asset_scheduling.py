@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .conftest import MEMBERSHIP_ID, RETRAIN_DAG, SCORE_DAG, ExampleRun, RetrainRun
+from .conftest import (
+    MEMBERSHIP_ID,
+    RETRAIN_DAG,
+    SCORE_DAG,
+    ExampleRun,
+    RetrainRun,
+    trained_model_version,
+)
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.process import EmulatorProcess
@@ -28,8 +35,7 @@ def test_a_new_model_schedules_scoring_with_its_arn_and_version(
 ) -> None:
     assert retrain_run.state == "success"
     model_arn = deployment.xcom(RETRAIN_DAG, retrain_run.run_id, "create_trained_model")
-    version_key = "trained_model_version_identifier"
-    version = deployment.xcom(RETRAIN_DAG, retrain_run.run_id, "create_trained_model", version_key)
+    version = trained_model_version(deployment, RETRAIN_DAG, retrain_run.run_id)
     run = retrain_run.scoring
     assert run is not None and run["run_type"] == "asset_triggered", run
     assert run["state"] == "success", deployment.ui_task_log(

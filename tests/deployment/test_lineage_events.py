@@ -25,6 +25,7 @@ from .conftest import (
     SCORE_DAG,
     ExampleRun,
     RetrainRun,
+    trained_model_version,
 )
 
 if TYPE_CHECKING:
@@ -101,7 +102,8 @@ def test_the_trained_model_chains_training_to_inference(
     )
     assert names(scored["outputs"]) == [("s3://deployment-scores", "churn/")], OUTPUT_LOCATION
     assert all(namespace.startswith(NAMESPACE) for namespace, _ in names(trained["inputs"]))
-    assert trained["outputs"][0]["facets"]["version"]["datasetVersion"], "the model's version facet"
+    version = trained["outputs"][0]["facets"].get("version", {}).get("datasetVersion")
+    assert version == trained_model_version(deployment, dag_id, run.run_id), "the model's version facet"
     for event, arn in ((trained, model_arn), (scored, job_arn)):
         facets = event["run"]["facets"]
         assert facets["externalQuery"]["externalQueryId"] == arn
@@ -114,8 +116,7 @@ def test_deferred_operators_chain_the_model_at_its_version(
 ) -> None:
     """The asset pair's operators wait deferred: their COMPLETE events name the model at its version."""
     model_arn = deployment.xcom(RETRAIN_DAG, retrain_run.run_id, "create_trained_model")
-    version_key = "trained_model_version_identifier"
-    version = deployment.xcom(RETRAIN_DAG, retrain_run.run_id, "create_trained_model", version_key)
+    version = trained_model_version(deployment, RETRAIN_DAG, retrain_run.run_id)
     assert retrain_run.scoring is not None
     trained = events[f"{RETRAIN_DAG}.create_trained_model@{retrain_run.run_id}"]
     scored = events[f"{SCORE_DAG}.start_inference@{retrain_run.scoring['dag_run_id']}"]
@@ -126,7 +127,7 @@ def test_deferred_operators_chain_the_model_at_its_version(
     (scored_complete,) = [e for e in scored if e["eventType"] == "COMPLETE"]
     (model,) = trained_complete["outputs"]
     assert (model["namespace"], model["name"]) == arn_name(model_arn)
-    assert model["facets"]["version"]["datasetVersion"] == version
+    assert model["facets"].get("version", {}).get("datasetVersion") == version
     used = [d for d in scored_complete["inputs"] if (d["namespace"], d["name"]) == arn_name(model_arn)]
-    assert len(used) == 1 and used[0]["facets"]["version"]["datasetVersion"] == version
+    assert len(used) == 1 and used[0]["facets"].get("version", {}).get("datasetVersion") == version
     assert trained_complete["run"]["facets"]["cleanroomsMLJob"]["status"] == "ACTIVE"

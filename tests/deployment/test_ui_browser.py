@@ -4,7 +4,7 @@ On the same plain-process deployment as test_deployment.py: sign in, open the in
 finished example run and find the Clean Rooms ML console link (the operator's extra link) and the
 rendered template fields (name, environment, tags); then trigger the inference-only DAG through its
 Param form, once with an invalid membership id the form must refuse (no run is created), once with
-valid values (a run is created with them and succeeds). Screenshots go to artifacts/screenshots/.
+valid values (a run is created with them and succeeds). Screenshots go to artifacts/main/screenshots/.
 """
 
 from __future__ import annotations
