@@ -20,6 +20,8 @@ import pendulum
 import pytest
 
 from airflow_cleanrooms.operators.start import IDENTITY_TAG_KEY
+from tests.lineage_support import only, read_events
+from tests.topology import wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -161,7 +163,7 @@ def test_templated_job_runs_and_sensor_gets_the_arn(core_dag, cleanrooms_emulato
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_job_failure_fails_the_waiting_task_with_status_details(
-    core_dag, cleanrooms_emulator, deferrable, capfd
+    core_dag, cleanrooms_emulator, deferrable, capfd, openlineage_events
 ) -> None:
     membership_id = str(uuid.uuid4())
     seeded = cleanrooms_emulator.control.seed_membership(membership_id, trained_model=True)
@@ -183,6 +185,20 @@ def test_job_failure_fails_the_waiting_task_with_status_details(
     assert "ContainerRuntimeError: scoring container exited 3" in logs
     assert "Request:" in _provider_lines(logs)
     assert "s3cr3t-in-conf" not in _provider_lines(logs)
+    if deferrable:  # the operator that waited failed: its OpenLineage FAIL event names the job's end
+        key = f"{dag.dag_id}.start_inference@{dag_run.run_id}"
+
+        def failed() -> dict[str, Any] | None:
+            events = read_events(openlineage_events).get(key, [])
+            return only(events, "FAIL") if any(e["eventType"] == "FAIL" for e in events) else None
+
+        job = wait_until(failed, 30, f"the FAIL event of {key}", interval=0.2)["run"]["facets"]
+        assert job["cleanroomsMLJob"]["status"] == "CREATE_FAILED"
+        assert job["cleanroomsMLJob"]["statusDetails"] == {
+            "statusCode": "ContainerRuntimeError",
+            "message": "scoring container exited 3",
+        }
+        assert job["externalQuery"]["externalQueryId"] == job["cleanroomsMLJob"]["arn"]
 
 
 def test_execution_timeout_cancels_the_job(core_dag, cleanrooms_emulator) -> None:
