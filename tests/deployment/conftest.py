@@ -133,7 +133,7 @@ def lineage_events(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
 def deployment(
     tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorProcess, lineage_events: Path | None
 ) -> Iterator[AirflowTopology]:
-    """PostgreSQL + api-server + scheduler + dag-processor + triggerer (LocalExecutor), as processes."""
+    """DATABASE + api-server + scheduler + dag-processor + triggerer (LocalExecutor), as processes."""
     logs = ARTIFACTS / "deployment-logs"
     shutil.rmtree(logs, ignore_errors=True)
     lineage = (
