@@ -70,6 +70,12 @@ AIRFLOW_VERSION = installed_version("apache-airflow-core") or installed_version(
 AMAZON_PROVIDER_VERSION = installed_version("apache-airflow-providers-amazon") or "0"
 AIRFLOW_V_3_3_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.3.0")
 
+#: Airflow 3.3+ calls a trigger's ``on_kill`` when its deferred task is killed (or the trigger is dropped
+#: by a recovering triggerer); below 3.3 the triggerer only cancels the trigger's ``run``, and the
+#: resource triggers call ``on_kill`` themselves from there (as the amazon provider's EMR Serverless
+#: trigger cancels its job from ``run``'s cancellation).
+TRIGGERER_CALLS_ON_KILL = AIRFLOW_V_3_3_PLUS
+
 try:  # common-compat 1.8+: one import path for every Airflow 3.x
     from airflow.providers.common.compat.sdk import (
         AirflowException,
@@ -274,6 +280,7 @@ __all__ = [
     "AirflowFailException",
     "ParamValidationError",
     "ResumableJobMixin",
+    "TRIGGERER_CALLS_ON_KILL",
     "TaskDeferred",
     "conf",
     "mask_secret",

@@ -522,6 +522,19 @@ class AirflowTopology:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+    def terminate(self, component: str, timeout: float = 60.0) -> int:
+        """SIGTERM a component (a graceful stop, as on a deploy or a scale-in); wait for it to exit."""
+        with self._lock:
+            process = self.processes.pop(component)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            return process.wait(timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
     def component_of(self, pid: int) -> str | None:
         """The component whose process (or a descendant of it) ``pid`` is: e.g. a task's Celery worker."""
         owners = {process.pid: name for name, process in self.processes.items()}

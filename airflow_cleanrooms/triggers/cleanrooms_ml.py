@@ -12,7 +12,7 @@ from botocore import xform_name
 from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.compat import conf, trigger_hook_parameters
+from airflow_cleanrooms.compat import TRIGGERER_CALLS_ON_KILL, conf, trigger_hook_parameters
 from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import (
@@ -94,8 +94,9 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
     - Error events carry the final ``job_status`` and ``status_details`` when the waiter stopped on a
       failure status (taken from the waiter's last response).
     - With ``cancel_on_kill``, a user or a timeout killing the deferred task (mark failed / clear /
-      mark success; Airflow 3.3+ calls :meth:`on_kill` then) cancels the resource; a hand-over to
-      another triggerer never does. Operators that started the resource set it; sensors, which only
+      mark success: Airflow 3.3+ calls :meth:`on_kill` then, and below 3.3 :meth:`run` calls it
+      when the triggerer cancels the wait) cancels the resource; a hand-over to another triggerer, or
+      a triggerer's shutdown, never does. Operators that started the resource set it; sensors, which only
       watch, never do.
     - With ``print_log``, the job's container logs are streamed into the trigger's log (the task log
       on Airflow 3) while it waits: :class:`~airflow_cleanrooms.container_logs.TriggerLogStreamer`
@@ -190,16 +191,31 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
         """The logs/metrics publishing members of the last response (for the task's final state block)."""
         return publishing_fields(self.kind, response)
 
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """
+        The wait (:meth:`CleanRoomsMLBaseWaiterTrigger.run`). Below Airflow 3.3, whose triggerer
+        calls no ``on_kill``, a cancelled wait runs :meth:`on_kill` itself before it ends.
+        """
+        try:
+            async for event in super().run():
+                yield event
+        except asyncio.CancelledError:
+            if not TRIGGERER_CALLS_ON_KILL:
+                await self.on_kill()
+            raise
+
     async def on_kill(self) -> None:
         """
         Cancel the resource when the deferred task was killed (only with ``cancel_on_kill``), never
-        when the trigger was only handed to another triggerer.
+        when the trigger was only handed to another triggerer or its triggerer stopped.
 
         Airflow 3.3 calls ``on_kill`` when a user or a timeout ends the deferred task, and also when a
         triggerer that stopped heart-beating for ``triggerer_health_check_threshold`` (a long pause,
         a stalled container) recovers and drops the triggers another triggerer took over meanwhile
-        (apache/airflow#73454). The task instance tells the two apart: a killed task is no longer
-        deferred; a handed-over one still is, and the other triggerer is waiting on the resource.
+        (apache/airflow#73454). Below 3.3 the triggerer cancels the wait in each of those cases, and
+        also when it shuts down; :meth:`run` calls ``on_kill`` then. The task instance tells them
+        apart: a killed task is no longer deferred; a handed-over one still is (the other triggerer,
+        or the next one to start, waits on the resource).
         When its state cannot be read, the resource is not cancelled and the log says how to cancel
         it by hand: cancelling a job another triggerer still waits on fails the task and loses the
         work done, while a job left running costs its remaining time.

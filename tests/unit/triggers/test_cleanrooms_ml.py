@@ -220,6 +220,44 @@ def test_on_kill_cancels_when_the_task_is_no_longer_deferred(async_stub, monkeyp
     assert f"Task killed while deferred (its state is now {state}): cancelling" in log
 
 
+@pytest.mark.parametrize(
+    ("triggerer_calls_on_kill", "state", "cancelled"),
+    [(False, "failed", True), (False, "deferred", False), (True, "failed", False)],
+    ids=["below-3.3-killed", "below-3.3-handed-over-or-stopped", "3.3-calls-on_kill-itself"],
+)
+def test_a_cancelled_wait_runs_on_kill_where_the_triggerer_does_not(
+    async_stub, monkeypatch, triggerer_calls_on_kill, state, cancelled
+) -> None:
+    """
+    Airflow 2.11 to 3.2 only cancel a trigger's ``run`` (a killed task, a hand-over, a triggerer that
+    stops): the wait calls ``on_kill`` itself then. 3.3 calls ``on_kill``, so the wait must not.
+    """
+    monkeypatch.setattr(trigger_module, "TRIGGERER_CALLS_ON_KILL", triggerer_calls_on_kill)
+    if cancelled:
+        async_stub.expected.append(("cancel_trained_model_inference_job", GET_JOB))
+    _task_states(monkeypatch, {"r1": {"score": state}})
+    waiting = asyncio.Event()
+
+    async def wait_forever(self: Any) -> Any:
+        waiting.set()
+        await asyncio.Event().wait()
+        yield  # pragma: no cover - an async generator that never yields
+
+    monkeypatch.setattr(CleanRoomsMLBaseWaiterTrigger, "run", wait_forever)
+    trigger = _deferred_trigger()
+
+    async def cancel_while_waiting() -> None:
+        task = asyncio.ensure_future(anext(aiter(trigger.run())))
+        await waiting.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_while_waiting())
+
+    assert async_stub.called is cancelled
+
+
 def test_on_kill_of_a_handed_over_trigger_does_not_cancel(async_stub, monkeypatch, capsys) -> None:
     """Airflow 3.3: a triggerer that stalled and recovered kills triggers another triggerer now runs."""
     _task_states(monkeypatch, {"r1": {"score": "deferred"}})
