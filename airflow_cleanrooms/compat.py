@@ -1,15 +1,19 @@
 """
 What the installed Airflow, amazon provider, common-compat provider and botocore can do: one place.
 
-The provider installs where users' Airflow already is, down to Airflow 3.0 with the provider
-versions Airflow 3.0's official constraints pin (constraints-3.0.6: amazon 9.12.0, common-compat
-1.7.3, botocore 1.39) and below them to its own floors (amazon 9.8.0, botocore 1.37). Newer
+The provider installs where users' Airflow already is: Airflow 3 down to the provider versions
+Airflow 3.0's official constraints pin (constraints-3.0.6: amazon 9.12.0, common-compat 1.7.3,
+botocore 1.39) and below them to its own floors (amazon 9.8.0, botocore 1.37), and Airflow 2.11
+(Amazon MWAA's 2.11 images). Newer
 releases add things the provider uses when they are there; this module detects each at run time
 and hands out either the real thing or what the older release can do instead:
 
 * ``AirflowException``, ``AirflowFailException``, ``ParamValidationError``, ``TaskDeferred``,
   ``conf``, ``mask_secret``, ``redact``: from common-compat's ``sdk`` module where it has them, else
   from where Airflow itself has them (so secrets are still masked there).
+* Airflow 2.11 has no Task SDK: secrets are masked through ``airflow.utils.log.secrets_masker``, and
+  a trigger reads its task's state from the metadata database
+  (:func:`airflow_cleanrooms.triggers.base.deferred_task_state`).
 * ``ResumableJobMixin`` and the ``task_state_store`` (Airflow 3.3+): below 3.3 the operators'
   durable execution uses the job's identity tag only (the lookup in
   :mod:`airflow_cleanrooms.operators.start`), which needs neither.
@@ -68,6 +72,7 @@ def installed_version(distribution: str) -> str | None:
 
 AIRFLOW_VERSION = installed_version("apache-airflow-core") or installed_version("apache-airflow") or "0"
 AMAZON_PROVIDER_VERSION = installed_version("apache-airflow-providers-amazon") or "0"
+AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.0.0")
 AIRFLOW_V_3_3_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.3.0")
 
 #: Airflow 3.3+ calls a trigger's ``on_kill`` when its deferred task is killed (or the trigger is dropped
@@ -85,7 +90,7 @@ try:  # common-compat 1.8+: one import path for every Airflow 3.x
         conf,
         redact,
     )
-except ImportError:  # common-compat 1.7 (Airflow 3.0's constraints): where Airflow 3.0 itself has them
+except ImportError:  # common-compat 1.7 (Airflow 3.0's and 2.11.0's constraints): where Airflow has them
     from airflow.configuration import conf  # type: ignore[no-redef,unused-ignore]
     from airflow.exceptions import (  # type: ignore[no-redef,assignment,unused-ignore]
         AirflowException,
@@ -93,19 +98,26 @@ except ImportError:  # common-compat 1.7 (Airflow 3.0's constraints): where Airf
         ParamValidationError,
         TaskDeferred,
     )
-    from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef,unused-ignore]
-        redact,
-    )
+
+    try:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef,unused-ignore]
+            redact,
+        )
+    except ImportError:  # Airflow 2.11
+        from airflow.utils.log.secrets_masker import redact  # type: ignore[no-redef,unused-ignore]
 
 try:  # common-compat's sdk module has no mask_secret in some releases (1.18, MWAA 3.3.1's)
     from airflow.providers.common.compat.sdk import mask_secret
 except ImportError:
     try:  # Airflow 3.1+: masks in this process and tells the supervisor
         from airflow.sdk.log import mask_secret  # type: ignore[no-redef,unused-ignore]
-    except ImportError:  # Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef,unused-ignore]
-            mask_secret,
-        )
+    except ImportError:
+        try:  # Airflow 3.0
+            from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef,unused-ignore]
+                mask_secret,
+            )
+        except ImportError:  # Airflow 2.11
+            from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,unused-ignore]
 
 
 class _NoResumableJobMixin:
@@ -274,13 +286,14 @@ def redact_message(message: str) -> str:
 
 
 __all__ = [
+    "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "HAS_TASK_STATE_STORE",
+    "TRIGGERER_CALLS_ON_KILL",
     "AirflowException",
     "AirflowFailException",
     "ParamValidationError",
     "ResumableJobMixin",
-    "TRIGGERER_CALLS_ON_KILL",
     "TaskDeferred",
     "conf",
     "mask_secret",

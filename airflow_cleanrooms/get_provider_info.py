@@ -12,6 +12,13 @@ INTEGRATION_NAME = "AWS Clean Rooms ML"
 # Declaring ``aws`` again makes whichever provider is discovered first own it and makes Airflow log
 # "The connection_type 'aws' has been already registered by provider ..." in every task and CLI call.
 AWS_CONNECTION_TYPE = "aws"
+#: The ``cleanrooms-ml://`` scheme's handler, factory and OpenLineage converter.
+ASSET_URIS = {
+    "schemes": ["cleanrooms-ml"],
+    "handler": "airflow_cleanrooms.assets.sanitize_uri",
+    "factory": "airflow_cleanrooms.assets.create_asset",
+    "to_openlineage_converter": "airflow_cleanrooms.assets.convert_asset_to_openlineage",
+}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -75,14 +82,10 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
-        "asset-uris": [
-            {
-                "schemes": ["cleanrooms-ml"],
-                "handler": "airflow_cleanrooms.assets.sanitize_uri",
-                "factory": "airflow_cleanrooms.assets.create_asset",
-                "to_openlineage_converter": "airflow_cleanrooms.assets.convert_asset_to_openlineage",
-            }
-        ],
+        # Airflow 3 reads "asset-uris"; Airflow 2.11 reads the same entry as "dataset-uris" (as the amazon
+        # provider declares its s3 scheme under both).
+        "asset-uris": [ASSET_URIS],
+        "dataset-uris": [ASSET_URIS],
         "extra-links": [
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelInferenceJobLink",
             "airflow_cleanrooms.links.cleanrooms_ml.CleanRoomsMLTrainedModelLink",

@@ -29,7 +29,11 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import DAG, Param
+
+try:
+    from airflow.sdk import DAG, Param
+except ImportError:  # Airflow 2.11
+    from airflow.models import DAG, Param  # type: ignore[assignment,no-redef,attr-defined,unused-ignore]
 
 from airflow_cleanrooms.assets import create_asset
 from airflow_cleanrooms.compat import model_has_member
@@ -47,13 +51,19 @@ EXAMPLE_ACCOUNT = "111122223333"
 MEMBERSHIP_ID = os.environ.get(MEMBERSHIP_ENV, "00000000-0000-4000-8000-000000000000")
 MEMBERSHIP_ARN = f"arn:aws:cleanrooms-ml:us-east-1:{EXAMPLE_ACCOUNT}:membership/{MEMBERSHIP_ID}"
 POLL_SECONDS = max(1, int(os.environ.get(POLL_SECONDS_ENV, "60")))
-RUN_SUFFIX = "{{ dag_run.run_after | ts_nodash }}"
+# When the run was due: manual runs in Airflow 3 have no logical date, and Airflow 2.11 has no run_after.
+RUN_AFTER = "dag_run.run_after if dag_run.run_after is defined else dag_run.logical_date"
+RUN_SUFFIX = "{{ (" + RUN_AFTER + ") | ts_nodash }}"
 TRAIN = "CreateTrainedModel"
 
 #: The model this pair retrains and scores with: its ARN and version travel in each event's extra.
 CHURN_MODEL = create_asset(membership_id=MEMBERSHIP_ID, resource_type="trained-model", label="churn")
 #: The newest event of the run's triggering asset (scoring runs have exactly one triggering asset).
-NEW_MODEL = "(triggering_asset_events.values() | first | last).extra"
+#: (Airflow 2.11 names them triggering_dataset_events.)
+NEW_MODEL = (
+    "((triggering_asset_events if triggering_asset_events is defined else triggering_dataset_events)"
+    ".values() | first | last).extra"
+)
 #: Score with the event's model version, where the installed botocore has trained model versions.
 VERSION_OF_NEW_MODEL = (
     {"trained_model_version_identifier": "{{ " + NEW_MODEL + "['version'] or '' }}"}

@@ -50,7 +50,11 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Param
+
+try:
+    from airflow.sdk import DAG, Param
+except ImportError:  # Airflow 2.11
+    from airflow.models import DAG, Param  # type: ignore[assignment,no-redef,attr-defined,unused-ignore]
 
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
 from airflow_cleanrooms.param_schemas import member_schema
@@ -62,7 +66,9 @@ POLL_SECONDS_ENV = "CLEANROOMS_ML_EXAMPLE_POLL_SECONDS"
 WAIT_TIMEOUT = timedelta(hours=12)  # per sensor, sync and deferrable alike
 OPERATION = "StartTrainedModelInferenceJob"
 
-RUN_SUFFIX = "{{ dag_run.run_after | ts_nodash }}"
+# When the run was due: manual runs in Airflow 3 have no logical date, and Airflow 2.11 has no run_after.
+RUN_AFTER = "dag_run.run_after if dag_run.run_after is defined else dag_run.logical_date"
+RUN_SUFFIX = "{{ (" + RUN_AFTER + ") | ts_nodash }}"
 NAME_PREFIX_MAX_LENGTH = int(member_schema(OPERATION, "name")["maxLength"]) - len("-20260101T000000")
 
 # Placeholders that satisfy the model's patterns; the trigger form or run conf replaces them.

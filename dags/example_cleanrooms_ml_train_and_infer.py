@@ -53,7 +53,11 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Param
+
+try:
+    from airflow.sdk import DAG, Param
+except ImportError:  # Airflow 2.11
+    from airflow.models import DAG, Param  # type: ignore[assignment,no-redef,attr-defined,unused-ignore]
 
 from airflow_cleanrooms.operators.cleanrooms_ml import (
     CleanRoomsMLCreateTrainedModelOperator,
@@ -75,7 +79,9 @@ INFER = "StartTrainedModelInferenceJob"
 
 # Resource names end with "-model-<run_after>" / "-scores-<run_after>" (ts_nodash: 15 characters),
 # so the prefix may use what the model's NameString length leaves over.
-RUN_SUFFIX = "{{ dag_run.run_after | ts_nodash }}"
+# When the run was due: manual runs in Airflow 3 have no logical date, and Airflow 2.11 has no run_after.
+RUN_AFTER = "dag_run.run_after if dag_run.run_after is defined else dag_run.logical_date"
+RUN_SUFFIX = "{{ (" + RUN_AFTER + ") | ts_nodash }}"
 RUN_SUFFIX_LENGTH = len("20260101T000000")
 NAME_MAX_LENGTH = int(member_schema(INFER, "name")["maxLength"])
 NAME_PREFIX_MAX_LENGTH = NAME_MAX_LENGTH - len("-scores-") - RUN_SUFFIX_LENGTH

@@ -10,6 +10,10 @@ its own session (process group) on free loopback ports, on SQLite or on a privat
 Tasks run in LocalExecutor worker processes and talk to the api-server's execution API, as in
 production. The REST API (``/api/v2``) is reached as the simple auth manager's ``admin`` user.
 
+On Airflow 2.11 (Amazon MWAA's 2.11 images) the same deployment is ``webserver``, ``scheduler`` (which
+parses the DAGs itself) and ``triggerer``; tasks reach the database directly, the REST API is
+``/api/v1`` with Airflow's no-auth backend, and LocalExecutor needs PostgreSQL.
+
 Used by ``scripts/deploy-local`` (``python -m tests.topology``: the docker-compose topology
 without Docker, plus the emulator), the deployment and browser tests (``tests/deployment``), the
 reliability suite (``tests/reliability``) and the limits tests. The emulator is not part of it:
@@ -44,9 +48,23 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
+from airflow_cleanrooms.compat import AIRFLOW_V_3_0_PLUS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRIGGERER = "triggerer"
-COMPONENTS = ("api-server", "scheduler", "dag-processor", TRIGGERER)
+COMPONENTS = (
+    ("api-server", "scheduler", "dag-processor", TRIGGERER)
+    if AIRFLOW_V_3_0_PLUS
+    else ("webserver", "scheduler", TRIGGERER)
+)
+#: The REST API's path, and the health endpoint's parts that must say "healthy".
+API = "api/v2" if AIRFLOW_V_3_0_PLUS else "api/v1"
+HEALTH_PATH = "api/v2/monitor/health" if AIRFLOW_V_3_0_PLUS else "health"
+HEALTHY_PARTS = (
+    ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    if AIRFLOW_V_3_0_PLUS
+    else ("metadatabase", "scheduler", "triggerer")
+)
 DATABASES = ("sqlite", "postgres")
 CELERY = "CeleryExecutor"
 EXECUTORS = ("LocalExecutor", CELERY)
@@ -359,6 +377,24 @@ class AirflowTopology:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if not AIRFLOW_V_3_0_PLUS:  # Airflow 2.11: the webserver and the scheduler's own DAG parsing
+            del env["AIRFLOW__CORE__AUTH_MANAGER"]  # 2.11's is the FAB auth manager
+            env.update(
+                {
+                    "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
+                    "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.port),
+                    "AIRFLOW__WEBSERVER__BASE_URL": self.base_url,
+                    "AIRFLOW__WEBSERVER__WORKERS": "1",
+                    "AIRFLOW__WEBSERVER__SECRET_KEY": secrets.token_hex(32),
+                    "AIRFLOW__API__AUTH_BACKENDS": (
+                        "airflow.providers.fab.auth_manager.api.auth.backend.basic_auth"
+                    ),
+                    "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "2",
+                    "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "600",
+                    "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
+                    "AIRFLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT": "300",
+                }
+            )
         if self.redis is not None and self.postgres is not None:
             env.update(
                 {
@@ -436,9 +472,19 @@ class AirflowTopology:
         if self.redis is not None and self.redis.process is None:
             with self._phase("redis"):
                 self.redis.start()
-        with self._phase("db migrate"), open(self.logs / "db-migrate.log", "wb") as out:
+        with self._phase("db migrate"):
+            self._airflow("db", "migrate")
+        if not AIRFLOW_V_3_0_PLUS:  # Airflow 2.11: the REST API's user, in the FAB auth manager
+            self._airflow("users", "create", "--role", "Admin", "--username", ADMIN_USER,
+                          "--password", self.password, "--firstname", "Test", "--lastname", "Admin",
+                          "--email", "admin@example.com")  # fmt: skip
+
+    def _airflow(self, *command: str) -> None:
+        """Run an ``airflow`` CLI command in the deployment's environment; its output goes to a log."""
+        name = "-".join(command[:2])
+        with open(self.logs / f"{name}.log", "wb") as out:
             result = subprocess.run(
-                [sys.executable, "-m", "airflow", "db", "migrate"],
+                [sys.executable, "-m", "airflow", *command],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -446,7 +492,9 @@ class AirflowTopology:
                 check=False,
             )
         if result.returncode != 0:
-            raise RuntimeError(f"airflow db migrate exited {result.returncode}:\n{self.tail('db-migrate')}")
+            raise RuntimeError(
+                f"airflow {' '.join(command[:2])} exited {result.returncode}:\n{self.tail(name)}"
+            )
 
     def watch(self) -> None:
         """
@@ -504,13 +552,10 @@ class AirflowTopology:
         def healthy() -> bool:
             self._check_alive()
             try:
-                health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
+                health = httpx.get(f"{self.base_url}/{HEALTH_PATH}", timeout=5).json()
             except (httpx.HTTPError, ValueError):
                 return False
-            return all(
-                (health.get(part) or {}).get("status") == "healthy"
-                for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-            )
+            return all((health.get(part) or {}).get("status") == "healthy" for part in HEALTHY_PARTS)
 
         self.wait_for("a healthy Airflow deployment", healthy, timeout, interval=0.5)
 
@@ -599,6 +644,12 @@ class AirflowTopology:
 
     # ---- REST API -------------------------------------------------------------------------
 
+    def _headers(self) -> dict[str, str]:
+        """Airflow 3: the admin user's bearer token; Airflow 2.11: its password (basic auth)."""
+        if AIRFLOW_V_3_0_PLUS:
+            return {"Authorization": f"Bearer {self._token_value()}"}
+        return {"Authorization": httpx.BasicAuth(ADMIN_USER, self.password)._auth_header}
+
     def _token_value(self) -> str:
         if self._token is None:
             response = httpx.post(
@@ -612,14 +663,14 @@ class AirflowTopology:
 
     def api(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         """
-        Call ``/api/v2/<path>`` as the admin user; return the decoded JSON.
+        Call ``/api/v2/<path>`` (``/api/v1`` on Airflow 2.11) as the admin user; return the decoded JSON.
 
         Retries a 5xx answer (a busy SQLite database answers 500, "database is locked") and a
         connection error or timeout (a CPU-starved api-server); raises :class:`ApiError` otherwise.
         """
-        url = f"{self.base_url}/api/v2/{path.lstrip('/')}"
+        url = f"{self.base_url}/{API}/{path.lstrip('/')}"
         for attempt in range(6):
-            headers = {"Authorization": f"Bearer {self._token_value()}"}
+            headers = self._headers()
             try:
                 with self._api_lock:
                     response = httpx.request(
@@ -650,7 +701,9 @@ class AirflowTopology:
 
     def trigger(self, dag_id: str, run_id: str | None = None, conf: dict[str, Any] | None = None) -> str:
         """Create a DAG run (``run_id`` chosen by Airflow when None); return its run id."""
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        body: dict[str, Any] = {"conf": conf or {}}
+        if AIRFLOW_V_3_0_PLUS:
+            body["logical_date"] = None
         if run_id is not None:
             body["dag_run_id"] = run_id
         try:
@@ -686,7 +739,10 @@ class AirflowTopology:
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
         """What "Mark failed/success" in the UI does."""
         path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
-        self.api("PATCH", path + (f"/{map_index}" if map_index >= 0 else ""), {"new_state": state})
+        body: dict[str, Any] = {"new_state": state}
+        if not AIRFLOW_V_3_0_PLUS:
+            body["dry_run"] = False
+        self.api("PATCH", path + (f"/{map_index}" if map_index >= 0 else ""), body)
 
     def wait_run_finished(self, dag_id: str, run_id: str, timeout: float) -> str:
         def finished() -> str | None:
@@ -709,7 +765,7 @@ class AirflowTopology:
         path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
         try:
             body = self.api("GET", path, params={"full_content": True})
-        except ApiError as err:
+        except (ApiError, ValueError) as err:
             return f"(log unavailable: {err})"
         content = body.get("content", [])
         if isinstance(content, str):

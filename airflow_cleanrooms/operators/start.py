@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from botocore.exceptions import ClientError
 
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.compat import AIRFLOW_V_3_3_PLUS, ResumableJobMixin, say_fallbacks
+from airflow_cleanrooms.compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS, ResumableJobMixin, say_fallbacks
 from airflow_cleanrooms.exceptions import CleanRoomsMLQuotaUnreachableError, CleanRoomsMLQuotaWaitTimeoutError
 from airflow_cleanrooms.hooks.cleanrooms_ml import FoundJob, JobRef
 from airflow_cleanrooms.service_model import (
@@ -201,6 +201,13 @@ class CleanRoomsMLDurableMixin(ResumableJobMixin):
             job, status = self._find_or_start(context)
             self._remember(store, job)
         return self._then_wait(context, job, status)
+
+    if not AIRFLOW_V_3_0_PLUS:
+        # Airflow 2.11 calls ``execute`` with a safeguard keyword that its operator metaclass unwraps only
+        # from an ``execute`` defined in the operator class itself; this one is the mixin's.
+        from airflow.models.baseoperator import ExecutorSafeguard
+
+        execute = ExecutorSafeguard().decorator(execute)  # type: ignore[method-assign,unused-ignore]
 
     def execute_at_start_call(self, context: Context) -> Any:
         """

@@ -39,7 +39,7 @@ from botocore import xform_name
 from airflow_cleanrooms.aio.client_pool import SharedClientPool, run_sync
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.compat import conf, trigger_hook_parameters
+from airflow_cleanrooms.compat import AIRFLOW_V_3_0_PLUS, conf, trigger_hook_parameters
 from airflow_cleanrooms.wait_semantics import (
     Acceptor,
     cached_waiter_config,
@@ -93,37 +93,59 @@ TASK_DEFERRED = "deferred"
 
 async def deferred_task_state(trigger: AwsBaseWaiterTrigger) -> str | None:
     """
-    The state of the task instance that deferred to ``trigger``, read now from the API server
-    (``None``: the task instance has no state).
+    The state of the task instance that deferred to ``trigger``, read now (``None``: the task
+    instance has no state).
 
-    Read through the Task SDK's ``RuntimeTaskInstance.get_task_states``, by way of asgiref
-    (:func:`~airflow_cleanrooms.aio.client_pool.run_sync`), as the amazon provider's EMR Serverless
-    trigger does; mapped task instances are keyed ``<task_id>_<map_index>``. A
-    trigger that runs without a task instance (outside a triggerer) has nobody else waiting on it,
-    and reads as killed (``"unknown"``). Raises when the state cannot be read.
+    Read by way of asgiref (:func:`~airflow_cleanrooms.aio.client_pool.run_sync`), as the amazon
+    provider's EMR Serverless trigger does: on Airflow 3 from the API server (the Task SDK's
+    ``RuntimeTaskInstance.get_task_states``; mapped task instances are keyed
+    ``<task_id>_<map_index>``), on Airflow 2.11 from the metadata database. A trigger that runs
+    without a task instance (outside a triggerer) has nobody else waiting on it, and reads as killed
+    (``"unknown"``). Raises when the state cannot be read.
     """
     ti = getattr(trigger, "task_instance", None)
     if ti is None:
         return "unknown"
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
     map_index = getattr(ti, "map_index", -1)
     map_index = -1 if map_index is None else map_index
-    states = await run_sync(
-        partial(
-            RuntimeTaskInstance.get_task_states,
-            dag_id=ti.dag_id,
-            map_index=map_index,
-            task_ids=[ti.task_id],
-            run_ids=[ti.run_id],
-        )
-    )
-    key = ti.task_id if map_index < 0 else f"{ti.task_id}_{map_index}"
-    by_task = (states or {}).get(ti.run_id) or {}
-    if key not in by_task:
-        raise LookupError(f"task instance {ti.dag_id}/{ti.run_id}/{key} not found")
-    state = by_task[key]
+    read = _task_state_from_api if AIRFLOW_V_3_0_PLUS else _task_state_from_database
+    state = await run_sync(partial(read, ti.dag_id, ti.run_id, ti.task_id, map_index))
     return None if state is None else str(getattr(state, "value", state))
+
+
+def _task_state_from_api(dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
+    """Airflow 3: one task instance's state, through the Task SDK's supervisor channel (blocking)."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    states = RuntimeTaskInstance.get_task_states(
+        dag_id=dag_id, map_index=map_index, task_ids=[task_id], run_ids=[run_id]
+    )
+    key = task_id if map_index < 0 else f"{task_id}_{map_index}"
+    by_task = (states or {}).get(run_id) or {}
+    if key not in by_task:
+        raise LookupError(f"task instance {dag_id}/{run_id}/{key} not found")
+    return by_task[key]
+
+
+def _task_state_from_database(dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
+    """Airflow 2.11: one task instance's state, from the metadata database (blocking)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.execute(
+            select(TaskInstance.state).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.task_id == task_id,
+                TaskInstance.map_index == map_index,
+            )
+        ).one_or_none()
+    if row is None:
+        key = task_id if map_index < 0 else f"{task_id}_{map_index}"
+        raise LookupError(f"task instance {dag_id}/{run_id}/{key} not found")
+    return row[0]
 
 
 class _WaitState:

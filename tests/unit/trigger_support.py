@@ -54,6 +54,49 @@ class TriggererComms:
         return async_to_sync(self._asend)(answer)
 
 
+def write_task_instances(dag_id: str, states: dict[str, dict[str, str | None]]) -> None:
+    """
+    Airflow 2.11: task instance rows (and their runs) in the test metadata database, which must be
+    migrated (the ``airflow_db`` fixture): ``{run_id: {task_id or <task_id>_<map_index>: state}}``.
+    Rows of ``dag_id`` written before are replaced.
+    """
+    import pendulum
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, insert
+
+    with create_session() as session:
+        session.execute(delete(TaskInstance.__table__).where(TaskInstance.dag_id == dag_id))
+        session.execute(delete(DagRun.__table__).where(DagRun.dag_id == dag_id))
+        for n, (run_id, tasks) in enumerate(states.items()):
+            date = pendulum.datetime(2026, 1, 1, tz="UTC").add(days=n)
+            run = {"dag_id": dag_id, "run_id": run_id, "execution_date": date, "run_type": "manual"}
+            session.execute(insert(DagRun.__table__).values(**run, state="running", clear_number=0))
+            for key, state in tasks.items():
+                task_id, _, index = key.rpartition("_")
+                task_id, map_index = (task_id, int(index)) if index.isdigit() else (key, -1)
+                session.execute(
+                    insert(TaskInstance.__table__).values(
+                        dag_id=dag_id,
+                        run_id=run_id,
+                        task_id=task_id,
+                        map_index=map_index,
+                        state=state,
+                        pool="default_pool",
+                        pool_slots=1,
+                        queue="default",
+                        priority_weight=1,
+                        try_number=1,
+                        max_tries=0,
+                        hostname="",
+                        unixname="",
+                        custom_operator_name="",
+                        executor_config=b"\x80\x04}\x94.",  # pickle.dumps({})
+                    )
+                )
+
+
 class ScaleTestHook(AwsBaseHook):
     """A ``cleanroomsml`` hook whose custom waiter file belongs to these tests."""
 

@@ -191,7 +191,7 @@ class FakeTaskInstance:
 
         return task_instance_identity(self.dag_id, self.task_id, self.run_id, self.map_index)
 
-    def xcom_push(self, key: str, value: Any) -> None:
+    def xcom_push(self, key: str, value: Any, **_: Any) -> None:  # Airflow 2.11 adds execution_date
         self.xcoms[key] = value
 
     def xcom_pull(self, task_ids: str | None = None, key: str = "return_value", **_: Any) -> Any:

@@ -12,15 +12,21 @@ import pytest
 from botocore.stub import Stubber
 
 from airflow_cleanrooms.aio.poll_scheduler import Finished
+from airflow_cleanrooms.compat import AIRFLOW_V_3_0_PLUS
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
+from airflow_cleanrooms.triggers import base as trigger_base
 from airflow_cleanrooms.triggers import cleanrooms_ml as trigger_module
-from airflow_cleanrooms.triggers.base import CleanRoomsMLBaseWaiterTrigger, _WaitState
+from airflow_cleanrooms.triggers.base import (
+    CleanRoomsMLBaseWaiterTrigger,
+    _task_state_from_database,
+    _WaitState,
+)
 from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLInputChannelActiveTrigger,
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
 )
-from tests.unit.trigger_support import TriggererComms
+from tests.unit.trigger_support import TriggererComms, write_task_instances
 from tests.unit.unit_support import GET_JOB, JOB_ARN, MEMBERSHIP, MODEL_ARN, VERSION, needs_model_versions
 
 AWS = {
@@ -162,8 +168,11 @@ def test_on_kill_does_nothing_for_watchers(async_stub) -> None:
 
 class _TaskStates:
     """
-    Stands in for ``RuntimeTaskInstance.get_task_states`` (the Task SDK's call to the API server),
-    sending it the way Airflow 3.0's and 3.1's triggerer does (``comms``).
+    The task states a trigger's state read finds, and the reads it made (``asked``).
+
+    Airflow 3: stands in for ``RuntimeTaskInstance.get_task_states`` (the Task SDK's call to the API
+    server), sending it the way Airflow 3.0's and 3.1's triggerer does (``comms``). Airflow 2.11: the
+    states are rows of the test metadata database, which the trigger reads with a real query.
     """
 
     def __init__(self, states: dict[str, Any] | Exception) -> None:
@@ -177,6 +186,14 @@ class _TaskStates:
         if isinstance(self.states, Exception):
             raise self.states
         return self.states
+
+    def read_database(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
+        """Airflow 2.11: the real database read, recorded in the Task SDK call's terms."""
+        query = {"dag_id": dag_id, "map_index": map_index, "task_ids": [task_id], "run_ids": [run_id]}
+        self.asked.append(query)
+        if isinstance(self.states, Exception):
+            raise self.states
+        return _task_state_from_database(dag_id, run_id, task_id, map_index)
 
 
 def _deferred_trigger(map_index: int = -1) -> CleanRoomsMLTrainedModelInferenceJobCompleteTrigger:
@@ -193,11 +210,23 @@ def _deferred_trigger(map_index: int = -1) -> CleanRoomsMLTrainedModelInferenceJ
     return trigger
 
 
-def _task_states(monkeypatch: pytest.MonkeyPatch, states: dict[str, Any] | Exception) -> _TaskStates:
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+@pytest.fixture(autouse=True)
+def _task_instance_table(request: pytest.FixtureRequest) -> None:
+    """Airflow 2.11 reads task states from the metadata database: migrate it (once per session)."""
+    if not AIRFLOW_V_3_0_PLUS:
+        request.getfixturevalue("airflow_db")
 
+
+def _task_states(monkeypatch: pytest.MonkeyPatch, states: dict[str, Any] | Exception) -> _TaskStates:
     fake = _TaskStates(states)
-    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(fake))
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(fake))
+    else:
+        if isinstance(states, dict):
+            write_task_instances("scores", states)
+        monkeypatch.setattr(trigger_base, "_task_state_from_database", fake.read_database)
     return fake
 
 
@@ -216,7 +245,8 @@ def test_on_kill_cancels_when_the_task_is_no_longer_deferred(async_stub, monkeyp
     log = capsys.readouterr().out
     assert async_stub.called
     assert states.asked == [{"dag_id": "scores", "map_index": -1, "task_ids": ["score"], "run_ids": ["r1"]}]
-    assert states.comms.loops == [loop]  # answered on the triggerer's loop, as Airflow 3.0 and 3.1 need
+    if AIRFLOW_V_3_0_PLUS:  # answered on the triggerer's loop, as Airflow 3.0 and 3.1 need
+        assert states.comms.loops == [loop]
     assert f"Task killed while deferred (its state is now {state}): cancelling" in log
 
 
