@@ -120,7 +120,7 @@ def _task_state_from_api(dag_id: str, run_id: str, task_id: str, map_index: int)
     states = RuntimeTaskInstance.get_task_states(
         dag_id=dag_id, map_index=map_index, task_ids=[task_id], run_ids=[run_id]
     )
-    key = task_id if map_index < 0 else f"{task_id}_{map_index}"
+    key = _task_key(task_id, map_index)
     by_task = (states or {}).get(run_id) or {}
     if key not in by_task:
         raise LookupError(f"task instance {dag_id}/{run_id}/{key} not found")
@@ -143,9 +143,13 @@ def _task_state_from_database(dag_id: str, run_id: str, task_id: str, map_index:
             )
         ).one_or_none()
     if row is None:
-        key = task_id if map_index < 0 else f"{task_id}_{map_index}"
-        raise LookupError(f"task instance {dag_id}/{run_id}/{key} not found")
+        raise LookupError(f"task instance {dag_id}/{run_id}/{_task_key(task_id, map_index)} not found")
     return row[0]
+
+
+def _task_key(task_id: str, map_index: int) -> str:
+    """A task instance's key among its run's: the Task SDK's ``<task_id>_<map_index>`` when mapped."""
+    return task_id if map_index < 0 else f"{task_id}_{map_index}"
 
 
 class _WaitState:
