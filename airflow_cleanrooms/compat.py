@@ -4,9 +4,9 @@ What the installed Airflow, amazon provider, common-compat provider and botocore
 The provider installs where users' Airflow already is: Airflow 3 down to the provider versions
 Airflow 3.0's official constraints pin (constraints-3.0.6: amazon 9.12.0, common-compat 1.7.3,
 botocore 1.39) and below them to its own floors (amazon 9.8.0, botocore 1.37), and Airflow 2.11
-(Amazon MWAA's 2.11 images). Newer
-releases add things the provider uses when they are there; this module detects each at run time
-and hands out either the real thing or what the older release can do instead:
+(Amazon MWAA's 2.11 images). Newer releases add things the provider uses when they are there; this
+module detects each at run time and hands out either the real thing or what the older release can
+do instead:
 
 * ``AirflowException``, ``AirflowFailException``, ``ParamValidationError``, ``TaskDeferred``,
   ``conf``, ``mask_secret``, ``redact``: from common-compat's ``sdk`` module where it has them, else
@@ -159,7 +159,7 @@ def say_fallbacks(logger: Any = None, *, durable: bool = True) -> None:
             AMAZON_PROVIDER_VERSION,
             logger=logger,
         )
-    if "model_versions" not in _SAID and not model_has_member("GetTrainedModelRequest", "versionIdentifier"):
+    if "model_versions" not in _SAID and not has_model_versions():
         say_once(
             "model_versions",
             "botocore %s's Clean Rooms ML model has no trained model versions: trained models are "
@@ -212,6 +212,11 @@ def trigger_hook_parameters(trigger: Any) -> dict[str, Any]:
 def model_has_member(shape_name: str, member: str) -> bool:
     """Whether the installed botocore model's ``shape_name`` has ``member`` (e.g. trained model versions)."""
     return not missing_model_members(shape_name, [member])
+
+
+def has_model_versions() -> bool:
+    """Whether the installed botocore model has trained model versions (from 1.38; 1.37 has none)."""
+    return model_has_member("GetTrainedModelRequest", "versionIdentifier")
 
 
 def reject_arguments_the_model_lacks(operation_name: str, arguments: Any, members: Any) -> None:

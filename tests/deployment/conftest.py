@@ -21,7 +21,7 @@ from typing import Any, Literal, NoReturn
 
 import pytest
 
-from airflow_cleanrooms.compat import model_has_member
+from airflow_cleanrooms.compat import has_model_versions
 from airflow_cleanrooms.emulator.process import EmulatorProcess
 from tests.topology import AirflowTopology, TopologyUnavailable, emulator_env
 
@@ -76,7 +76,7 @@ EXAMPLE_DAGS = (
 
 #: Whether the installed botocore model has trained model versions (the lowest stage's 1.37 has not):
 #: without them the training operator pushes no version and the lineage names none.
-MODEL_VERSIONS = model_has_member("GetTrainedModelRequest", "versionIdentifier")
+MODEL_VERSIONS = has_model_versions()
 
 
 def trained_model_version(deployment: AirflowTopology, dag_id: str, run_id: str) -> str | None:

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_cleanrooms.aio.client_pool import close_shared_clients
-from airflow_cleanrooms.compat import model_has_member
+from airflow_cleanrooms.compat import has_model_versions
 
 if TYPE_CHECKING:
     from airflow_cleanrooms.emulator.pytest_plugin import EmulatorHandle
 
 ROWS = json.loads((Path(__file__).parent / "data" / "trigger_rows_3f10ed0.json").read_text())["rows"]
-MODEL_VERSIONS = model_has_member("GetTrainedModelRequest", "versionIdentifier")
+MODEL_VERSIONS = has_model_versions()
 
 
 def _row_id(row: dict[str, Any]) -> str:

@@ -192,13 +192,13 @@ def test_job_failure_fails_the_waiting_task_with_status_details(
             events = read_events(openlineage_events).get(key, [])
             return only(events, "FAIL") if any(e["eventType"] == "FAIL" for e in events) else None
 
-        job = wait_until(failed, 30, f"the FAIL event of {key}", interval=0.2)["run"]["facets"]
-        assert job["cleanroomsMLJob"]["status"] == "CREATE_FAILED"
-        assert job["cleanroomsMLJob"]["statusDetails"] == {
+        facets = wait_until(failed, 30, f"the FAIL event of {key}", interval=0.2)["run"]["facets"]
+        assert facets["cleanroomsMLJob"]["status"] == "CREATE_FAILED"
+        assert facets["cleanroomsMLJob"]["statusDetails"] == {
             "statusCode": "ContainerRuntimeError",
             "message": "scoring container exited 3",
         }
-        assert job["externalQuery"]["externalQueryId"] == job["cleanroomsMLJob"]["arn"]
+        assert facets["externalQuery"]["externalQueryId"] == facets["cleanroomsMLJob"]["arn"]
 
 
 def test_execution_timeout_cancels_the_job(core_dag, cleanrooms_emulator) -> None:

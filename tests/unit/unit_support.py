@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_cleanrooms.compat import model_has_member
+from airflow_cleanrooms.compat import has_model_versions
 from airflow_cleanrooms.service_model import service_model
 
 MEMBERSHIP = "11111111-2222-3333-4444-555555555555"
@@ -20,7 +20,7 @@ ASSOCIATION_ARN = f"{_PREFIX}/configured-model-algorithm-association/assoc-1"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/cleanrooms-ml"
 #: Trained model versions (``versionIdentifier``) are in botocore's model from 1.38; the lowest stage
 #: runs 1.37.1 (boto3's floor), where a trained model has no version and none is sent or expected.
-MODEL_VERSIONS = model_has_member("GetTrainedModelRequest", "versionIdentifier")
+MODEL_VERSIONS = has_model_versions()
 VERSION: str | None = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" if MODEL_VERSIONS else None
 needs_model_versions = pytest.mark.skipif(
     not MODEL_VERSIONS, reason="the installed botocore model has no trained model versions"
