@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TASK = "create_trained_model"
-CANCEL = "CancelTrainedModel"
 
 
 @pytest.fixture
@@ -41,8 +40,10 @@ def long_training(emulator: EmulatorProcess, example_runs: dict[str, ExampleRun]
     emulator.control.set_timings(training_seconds=before["training_seconds"] or before["running_seconds"])
 
 
-def start_deferred_training(deployment: AirflowTopology, seeded: dict[str, str]) -> tuple[str, str]:
-    """Trigger a retraining run, wait until its training task is deferred; ``(run_id, model ARN)``."""
+def start_deferred_training(
+    deployment: AirflowTopology, emulator: EmulatorProcess, seeded: dict[str, str]
+) -> tuple[str, str]:
+    """Trigger a retraining run; wait until its task is deferred and its trigger polls; ``(run_id, ARN)``."""
     conf = {
         "configured_model_algorithm_association_arn": seeded["configured_model_algorithm_association_arn"],
         "training_channel_arn": seeded["ml_input_channel_arn"],
@@ -53,17 +54,30 @@ def start_deferred_training(deployment: AirflowTopology, seeded: dict[str, str])
         return deployment.task_instance(RETRAIN_DAG, run_id, TASK)["state"] == "deferred" or None
 
     deployment.wait_for(f"{TASK} deferred", deferred, timeout=240)
-    return run_id, str(deployment.xcom(RETRAIN_DAG, run_id, TASK, "trained_model_arn"))
+    arn = str(deployment.xcom(RETRAIN_DAG, run_id, TASK, "trained_model_arn"))
+    # The triggerer picks the wait up a moment later; a task killed before that leaves nobody to cancel
+    # (README, "Use"). Every Get of the model from now on is the trigger's poll: the operator's are done.
+    polls = len(gets_of(emulator, arn))
+    deployment.wait_for("the trigger's first poll", lambda: len(gets_of(emulator, arn)) > polls or None, 60)
+    return run_id, arn
+
+
+def calls_of(emulator: EmulatorProcess, operation: str, arn: str) -> list[dict[str, Any]]:
+    return [call for call in emulator.control.requests(operation) if call["params"]["trainedModelArn"] == arn]
 
 
 def cancels_of(emulator: EmulatorProcess, arn: str) -> list[dict[str, Any]]:
-    return [call for call in emulator.control.requests(CANCEL) if call["params"]["trainedModelArn"] == arn]
+    return calls_of(emulator, "CancelTrainedModel", arn)
+
+
+def gets_of(emulator: EmulatorProcess, arn: str) -> list[dict[str, Any]]:
+    return calls_of(emulator, "GetTrainedModel", arn)
 
 
 def test_a_task_killed_while_deferred_cancels_its_job_once(
     deployment: AirflowTopology, emulator: EmulatorProcess, seeded: dict[str, str], long_training: None
 ) -> None:
-    run_id, arn = start_deferred_training(deployment, seeded)
+    run_id, arn = start_deferred_training(deployment, emulator, seeded)
 
     deployment.set_task_state(RETRAIN_DAG, run_id, TASK, "failed")  # "Mark failed" in the UI
 
@@ -89,7 +103,7 @@ def test_a_triggerer_that_stops_while_the_task_waits_cancels_nothing(
     deployment: AirflowTopology, emulator: EmulatorProcess, seeded: dict[str, str], long_training: None
 ) -> None:
     """SIGTERM, as a deploy or a scale-in stops a triggerer: the next triggerer takes the wait over."""
-    run_id, arn = start_deferred_training(deployment, seeded)
+    run_id, arn = start_deferred_training(deployment, emulator, seeded)
 
     assert deployment.terminate("triggerer") == 0
     deployment.start("triggerer")
