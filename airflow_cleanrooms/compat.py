@@ -76,10 +76,11 @@ AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("
 AIRFLOW_V_3_3_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.3.0")
 
 #: Airflow 3.3+ calls a trigger's ``on_kill`` when its deferred task is killed (or the trigger is dropped
-#: by a recovering triggerer); below 3.3 the triggerer only cancels the trigger's ``run``, and the
-#: resource triggers call ``on_kill`` themselves from there (as the amazon provider's EMR Serverless
-#: trigger cancels its job from ``run``'s cancellation).
-TRIGGERER_CALLS_ON_KILL = AIRFLOW_V_3_3_PLUS
+#: by a recovering triggerer). Airflow 2.11 only cancels the trigger's ``run``, and the resource triggers
+#: call ``on_kill`` themselves from there (as the amazon provider's EMR Serverless trigger cancels its
+#: job from ``run``'s cancellation). Airflow 3.0 to 3.2 do neither reliably: there the cancel call made
+#: from a cancelled ``run`` never reached AWS in CI, so a killed deferred task leaves its job running.
+ON_KILL_FROM_CANCELLED_RUN = not AIRFLOW_V_3_0_PLUS
 
 try:  # common-compat 1.8+: one import path for every Airflow 3.x
     from airflow.providers.common.compat.sdk import (
@@ -294,7 +295,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "HAS_TASK_STATE_STORE",
-    "TRIGGERER_CALLS_ON_KILL",
+    "ON_KILL_FROM_CANCELLED_RUN",
     "AirflowException",
     "AirflowFailException",
     "ParamValidationError",
