@@ -12,7 +12,7 @@ production. The REST API (``/api/v2``) is reached as the simple auth manager's `
 
 On Airflow 2.11 (Amazon MWAA's 2.11 images) the same deployment is ``webserver``, ``scheduler`` (which
 parses the DAGs itself) and ``triggerer``; tasks reach the database directly, the REST API is
-``/api/v1`` with Airflow's no-auth backend, and LocalExecutor needs PostgreSQL.
+``/api/v1`` as a FAB ``admin`` user (basic auth), and LocalExecutor needs PostgreSQL.
 
 Used by ``scripts/deploy-local`` (``python -m tests.topology``: the docker-compose topology
 without Docker, plus the emulator), the deployment and browser tests (``tests/deployment``), the
@@ -28,6 +28,7 @@ processes (``workers``), and any number of triggerers.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import glob
 import json
@@ -648,7 +649,8 @@ class AirflowTopology:
         """Airflow 3: the admin user's bearer token; Airflow 2.11: its password (basic auth)."""
         if AIRFLOW_V_3_0_PLUS:
             return {"Authorization": f"Bearer {self._token_value()}"}
-        return {"Authorization": httpx.BasicAuth(ADMIN_USER, self.password)._auth_header}
+        credentials = base64.b64encode(f"{ADMIN_USER}:{self.password}".encode()).decode()
+        return {"Authorization": f"Basic {credentials}"}
 
     def _token_value(self) -> str:
         if self._token is None:
