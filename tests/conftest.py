@@ -30,6 +30,10 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+if metadata.version("apache-airflow").startswith("2."):
+    # Airflow 2's unit-test mode defaults to LocalExecutor, which refuses SQLite; dag.test() runs tasks in
+    # process, and its reschedule check asks the configured executor (Airflow 3 has no SequentialExecutor).
+    os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"
 # Tests never reach real AWS: dummy credentials and a fixed region for every boto3 client.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

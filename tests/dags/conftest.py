@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.dags.dags_support import FIRST_RUN_AFTER, POLL_SECONDS_ENV, REPO_DAGS, dag_bag
+from tests.dag_test_support import dag_bag, inline_trigger_module, parsed_dags, run_dag_test
+from tests.dags.dags_support import FIRST_RUN_AFTER, POLL_SECONDS_ENV, REPO_DAGS
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
@@ -58,10 +59,8 @@ def run_example(
     """``run_example(dag_id, conf)``: parse the example DAG from the dags folder, ``dag.test()`` it."""
 
     def run(dag_id: str, conf: dict[str, Any]) -> tuple[DAG, DagRun]:
-        bag = dag_bag(example_dags)
-        assert not bag.import_errors, bag.import_errors
-        dag = bag.dags[dag_id]
-        return dag, dag.test(run_after=run_after, run_conf=conf)
+        dag = parsed_dags(example_dags)[dag_id]
+        return dag, run_dag_test(dag, run_after, conf)
 
     return run
 
@@ -74,16 +73,15 @@ def inline_triggers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ``dag.test()`` runs a deferred task's trigger in process through ``_run_inline_trigger``; the
     spy records each one, which proves that (and where) a task deferred.
     """
-    import airflow.sdk.definitions.dag as sdk_dag
-
+    dag_module = inline_trigger_module()
     ran: list[str] = []
-    real = sdk_dag._run_inline_trigger
+    real = dag_module._run_inline_trigger
 
     def spy(trigger: Any, *args: Any, **kwargs: Any) -> Any:
         ran.append(type(trigger).__name__)
         return real(trigger, *args, **kwargs)
 
-    monkeypatch.setattr(sdk_dag, "_run_inline_trigger", spy)
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", spy)
     return ran
 
 

@@ -29,15 +29,6 @@ def nodash(moment: datetime) -> str:
     return moment.strftime("%Y%m%dT%H%M%S")
 
 
-def dag_bag(folder: Path) -> Any:
-    """Parse every DAG file of ``folder`` (Airflow's DagBag, wherever this Airflow version keeps it)."""
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow < 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-    return DagBag(dag_folder=str(folder))
-
-
 def task_states(dag_run: DagRun) -> dict[str, str | None]:
     return {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()}
 

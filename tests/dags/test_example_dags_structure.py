@@ -35,7 +35,8 @@ def test_the_scoring_dag_is_scheduled_on_the_retraining_dags_model(repo_dag_bag:
     score = repo_dag_bag.dags[SCORE].get_task("start_inference")
     (model,) = train.outlets
     assert model.uri.startswith("cleanrooms-ml://") and model.uri.endswith("/trained-model/churn")
-    condition = repo_dag_bag.dags[SCORE].timetable.asset_condition  # schedule=[asset]: all of one
+    timetable = repo_dag_bag.dags[SCORE].timetable  # schedule=[asset]: all of one (a dataset on Airflow 2.11)
+    condition = getattr(timetable, "asset_condition", None) or timetable.dataset_condition
     assert [asset.uri for asset in getattr(condition, "objects", [condition])] == [model.uri]
     # The run scores with what the asset event carried, and both tasks wait in the triggerer.
     assert "triggering_asset_events" in score.trained_model_arn

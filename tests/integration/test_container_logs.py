@@ -15,6 +15,8 @@ from typing import Any
 import pendulum
 import pytest
 
+from tests.dag_test_support import parsed_dags, run_dag_test
+
 pytestmark = [pytest.mark.integration]
 
 RUN_AFTER = pendulum.datetime(2026, 5, 6, 7, 8, 9, tz="UTC")
@@ -29,15 +31,10 @@ def logs_dag(airflow_dags_folder: Path, airflow_db: Path, cleanrooms_emulator: A
     shutil.copy2(DAG_FILE, airflow_dags_folder / DAG_FILE.name)
 
     def load(deferrable: bool | str) -> Any:
-        try:
-            from airflow.dag_processing.dagbag import DagBag
-        except ImportError:  # Airflow < 3.1
-            from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-        bag = DagBag(dag_folder=str(airflow_dags_folder / DAG_FILE.name))
-        assert not bag.import_errors, bag.import_errors
+        dags = parsed_dags(airflow_dags_folder / DAG_FILE.name)
         if isinstance(deferrable, str):
-            return bag.dags[deferrable]
-        return bag.dags["container_logs_inference" + ("_deferrable" if deferrable else "")]
+            return dags[deferrable]
+        return dags["container_logs_inference" + ("_deferrable" if deferrable else "")]
 
     return load
 
@@ -55,7 +52,7 @@ def _run(
         "channel_arn": seeded["ml_input_channel_arn"],
         "db_password": SECRET,
     }
-    dag_run = logs_dag(deferrable).test(run_after=run_after, run_conf=conf)
+    dag_run = run_dag_test(logs_dag(deferrable), run_after, conf)
     job_arn = emulator.control.requests("StartTrainedModelInferenceJob")
     assert len(job_arn) == 1
     return dag_run, membership_id

@@ -8,7 +8,7 @@ what the operators' ``execute_complete`` needs (the final status and ``statusDet
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 import uuid
 from typing import Any
 
@@ -23,6 +23,7 @@ from airflow_cleanrooms.triggers.cleanrooms_ml import (
     CleanRoomsMLTrainedModelCompleteTrigger,
     CleanRoomsMLTrainedModelInferenceJobCompleteTrigger,
 )
+from tests.topology import wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -170,29 +171,34 @@ class TestCancelOnKill:
     def test_killing_a_waiting_operator_cancels_its_job(self, cleanrooms_emulator, seeded) -> None:
         cleanrooms_emulator.control.set_timings(pending_seconds=60, running_seconds=60)
         op = _inference(cleanrooms_emulator, seeded, "killed-while-waiting", waiter_delay=0.05)
-        outcome: dict[str, Any] = {}
+        killed: dict[str, Any] = {}
 
-        import threading
-
-        def run() -> None:
+        def kill_once_waiting() -> None:
+            # What Airflow calls on SIGTERM / execution_timeout, once the operator polls its job. The
+            # operator runs on the test's own thread, as in a task process (Airflow 2.11's executor
+            # safeguard refuses an operator's execute() on any other thread).
             try:
-                op.execute({"ti": _TI()})
+                wait_until(
+                    lambda: cleanrooms_emulator.control.requests("GetTrainedModelInferenceJob"),
+                    timeout=30,
+                    what="the operator's first poll",
+                    interval=0.05,
+                )
+                op.on_kill()
             except Exception as error:
-                outcome["error"] = error
+                killed["error"] = error
 
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        deadline = time.monotonic() + 30
-        while not cleanrooms_emulator.control.requests("GetTrainedModelInferenceJob"):
-            assert time.monotonic() < deadline, "the operator never started waiting"
-            time.sleep(0.05)
-        op.on_kill()  # what Airflow calls on SIGTERM / execution_timeout
+        killer = threading.Thread(target=kill_once_waiting, daemon=True)
+        killer.start()
+        # The wait loop sees the cancellation and fails the task with the final status (if the kill
+        # never came, the job would succeed and nothing would raise).
+        with pytest.raises(CleanRoomsMLJobFailedError) as failed:
+            op.execute({"ti": _TI()})
+        killer.join(30)
+        assert "error" not in killed, killed
         (cancel,) = cleanrooms_emulator.control.requests("CancelTrainedModelInferenceJob")
-        # The wait loop now sees the cancellation and fails the task with the final status.
-        worker.join(30)
-        assert isinstance(outcome.get("error"), CleanRoomsMLJobFailedError)
-        assert outcome["error"].status.startswith("CANCEL_") or outcome["error"].status == "INACTIVE"
-        assert cancel["params"]["trainedModelInferenceJobArn"] == outcome["error"].arn
+        assert failed.value.status.startswith("CANCEL_") or failed.value.status == "INACTIVE"
+        assert cancel["params"]["trainedModelInferenceJobArn"] == failed.value.arn
 
     def test_training_cancel_on_kill(self, cleanrooms_emulator, seeded) -> None:
         cleanrooms_emulator.control.set_timings(training_seconds=60)

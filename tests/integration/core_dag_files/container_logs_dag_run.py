@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow.sdk import DAG
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.11
+    from airflow.models import DAG  # type: ignore[no-redef,assignment]
 
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
 from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobSensor
 
 CONN_ID = os.environ.get("CORE_TEST_CONN_ID", "aws_default")
+# run_after as YYYYMMDDTHHMMSS (Airflow 2.11 has no run_after: its dag.test() makes it the logical date).
+RUN_SUFFIX = "{{ (dag_run.run_after if dag_run.run_after is defined else dag_run.logical_date) | ts_nodash }}"
 PARAMS = {"membership_id": "", "trained_model_arn": "", "channel_arn": "", "db_password": ""}
 
 
@@ -20,7 +25,7 @@ def score(**waiting: Any) -> CleanRoomsMLStartTrainedModelInferenceJobOperator:
         task_id="score",
         aws_conn_id=CONN_ID,
         membership_identifier="{{ params.membership_id }}",
-        name="scores-{{ dag_run.run_after | ts_nodash }}",
+        name="scores-" + RUN_SUFFIX,
         trained_model_arn="{{ params.trained_model_arn }}",
         resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": 1},
         output_configuration={"members": [{"accountId": "444455556666"}]},

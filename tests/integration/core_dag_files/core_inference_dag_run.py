@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.sdk import DAG
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.11
+    from airflow.models import DAG  # type: ignore[no-redef,assignment]
 
 from airflow_cleanrooms.operators.cleanrooms_ml import CleanRoomsMLStartTrainedModelInferenceJobOperator
 from airflow_cleanrooms.sensors.cleanrooms_ml import CleanRoomsMLTrainedModelInferenceJobSensor
 
 CONN_ID = os.environ.get("CORE_TEST_CONN_ID", "aws_default")
+# run_after as YYYYMMDDTHHMMSS (Airflow 2.11 has no run_after: its dag.test() makes it the logical date).
+RUN_SUFFIX = "{{ (dag_run.run_after if dag_run.run_after is defined else dag_run.logical_date) | ts_nodash }}"
 
 for deferrable in (False, True):
     with DAG(
@@ -30,7 +35,7 @@ for deferrable in (False, True):
             task_id="start_inference",
             aws_conn_id=CONN_ID,
             membership_identifier="{{ params.membership_id }}",
-            name="churn-scores-{{ dag_run.run_after | ts_nodash }}",
+            name="churn-scores-" + RUN_SUFFIX,
             trained_model_arn="{{ params.trained_model_arn }}",
             resource_config={"instanceType": "ml.m5.xlarge", "instanceCount": "{{ params.instance_count }}"},
             output_configuration={
@@ -71,7 +76,7 @@ with DAG(
         task_id="start_inference",
         aws_conn_id=CONN_ID,
         membership_identifier="{{ params.membership_id }}",
-        name="timed-out-{{ dag_run.run_after | ts_nodash }}",
+        name="timed-out-" + RUN_SUFFIX,
         trained_model_arn="{{ params.trained_model_arn }}",
         resource_config={"instanceType": "ml.m5.xlarge"},
         output_configuration={"members": [{"accountId": "444455556666"}]},
@@ -92,7 +97,7 @@ for deferrable in (False, True):
             aws_conn_id=CONN_ID,
             cli_input_json={
                 "membershipIdentifier": "{{ params.membership_id }}",
-                "name": "from-json-{{ dag_run.run_after | ts_nodash }}",
+                "name": "from-json-" + RUN_SUFFIX,
                 "trainedModelArn": "{{ params.trained_model_arn }}",
                 "resourceConfig": {"instanceType": "ml.m5.xlarge", "instanceCount": 1},
                 "outputConfiguration": {"members": [{"accountId": "444455556666"}]},
