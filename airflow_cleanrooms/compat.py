@@ -76,13 +76,10 @@ AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("
 AIRFLOW_V_3_3_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.3.0")
 
 #: Airflow 3.3+ calls a trigger's ``on_kill`` when its deferred task is killed (or the trigger is dropped
-#: by a recovering triggerer). Airflow 2.11 and 3.0.3 to 3.2 only cancel the trigger's ``run``, and the
-#: resource triggers call ``on_kill`` themselves from there (as the amazon provider's EMR Serverless
-#: trigger cancels its job from ``run``'s cancellation). Not on Airflow 3.0.2: its triggerer reads the
-#: replies to a trigger's Task SDK calls from the pipe its own loop also reads, so the cancelled wait's
-#: state read can wait forever (seen in CI: the API answered, the trigger never got the reply); 3.0.3
-#: frames and locks those calls.
-ON_KILL_FROM_CANCELLED_RUN = not AIRFLOW_V_3_3_PLUS and Version(AIRFLOW_VERSION).base_version != "3.0.2"
+#: by a recovering triggerer). Airflow 2.11 to 3.2 only cancel the trigger's ``run``, and the resource
+#: triggers call ``on_kill`` themselves from there (as the amazon provider's EMR Serverless trigger
+#: cancels its job from ``run``'s cancellation).
+ON_KILL_FROM_CANCELLED_RUN = not AIRFLOW_V_3_3_PLUS
 
 try:  # common-compat 1.8+: one import path for every Airflow 3.x
     from airflow.providers.common.compat.sdk import (

@@ -115,8 +115,8 @@ async def run_sync(func: Callable[..., Any], *args: Any) -> Any:
     call opened a second event loop reading the same pipe: "Response read out of order!", and the
     trigger process exited, failing every trigger it ran. Airflow 3.2 serializes such calls with a lock
     and 3.3 bridges them, so both also work this way. With asgiref's default ``thread_sensitive`` the
-    calls run one at a time on one thread, so the pipe never sees two at once (Airflow 3.0.2 does not
-    guard it).
+    calls run one at a time on one thread, so the pipe never sees two at once (Airflow 3.0.2, which this
+    provider does not support, did not guard it).
     """
     return await sync_to_async(partial(func, *args))()
 

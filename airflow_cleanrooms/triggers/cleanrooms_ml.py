@@ -94,9 +94,9 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
     - Error events carry the final ``job_status`` and ``status_details`` when the waiter stopped on a
       failure status (taken from the waiter's last response).
     - With ``cancel_on_kill``, a user or a timeout killing the deferred task (mark failed / clear /
-      mark success: Airflow 3.3+ calls :meth:`on_kill` then, and on 2.11 and 3.0.3 to 3.2
-      :meth:`run` calls it when the triggerer cancels the wait; not on 3.0.2) cancels the resource;
-      a hand-over to another triggerer, or a triggerer's shutdown, never does. Operators that started
+      mark success: Airflow 3.3+ calls :meth:`on_kill` then, and on 2.11 to 3.2 :meth:`run` calls it
+      when the triggerer cancels the wait) cancels the resource; a hand-over to another triggerer, or
+      a triggerer's shutdown, never does. Operators that started
       the resource set it; sensors, which only watch, never do.
     - With ``print_log``, the job's container logs are streamed into the trigger's log (the task log
       on Airflow 3) while it waits: :class:`~airflow_cleanrooms.container_logs.TriggerLogStreamer`
@@ -194,7 +194,7 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """
         The wait (:meth:`CleanRoomsMLBaseWaiterTrigger.run`). Where the triggerer calls no ``on_kill``
-        (Airflow 2.11, 3.0.3 to 3.2: ``compat.ON_KILL_FROM_CANCELLED_RUN``), a cancelled wait runs
+        (Airflow 2.11 to 3.2: ``compat.ON_KILL_FROM_CANCELLED_RUN``), a cancelled wait runs
         :meth:`on_kill` itself before it ends.
         """
         try:
@@ -213,8 +213,8 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
         Airflow 3.3 calls ``on_kill`` when a user or a timeout ends the deferred task, and also when a
         triggerer that stopped heart-beating for ``triggerer_health_check_threshold`` (a long pause,
         a stalled container) recovers and drops the triggers another triggerer took over meanwhile
-        (apache/airflow#73454). Airflow 2.11 and 3.0.3 to 3.2 cancel the wait in each of those cases,
-        and also when they shut down; :meth:`run` calls ``on_kill`` then. The task instance tells them
+        (apache/airflow#73454). Airflow 2.11 to 3.2 cancel the wait in each of those cases, and also
+        when they shut down; :meth:`run` calls ``on_kill`` then. The task instance tells them
         apart: a killed task is no longer deferred; a handed-over one still is (the other triggerer,
         or the next one to start, waits on the resource).
         When its state cannot be read, the resource is not cancelled and the log says how to cancel

@@ -2,11 +2,10 @@
 Cancel on kill in a real deployment: a task killed while its wait is deferred cancels its job exactly
 once, and a triggerer that stops while the task waits cancels nothing.
 
-Airflow 3.3 calls the trigger's ``on_kill``; Airflow 2.11 and 3.0.3 to 3.2 only cancel the trigger's
-``run``, which then calls ``on_kill`` itself. Either way the trigger reads the task's state (from the
-API server, or the database on 2.11) and cancels only a task that is no longer deferred. On 3.0.2
-neither happens (``compat.ON_KILL_FROM_CANCELLED_RUN``, README): the kill proof is skipped there, the
-stop proof runs. The retraining DAG of the asset pair is the subject: its training operator defers,
+Airflow 3.3 calls the trigger's ``on_kill``; Airflow 2.11 to 3.2 only cancel the trigger's ``run``,
+which then calls ``on_kill`` itself (``compat.ON_KILL_FROM_CANCELLED_RUN``). Either way the trigger
+reads the task's state (from the API server, or the database on 2.11) and cancels only a task that is
+no longer deferred. The retraining DAG of the asset pair is the subject: its training operator defers,
 with ``cancel_on_kill`` on.
 """
 
@@ -15,8 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from airflow_cleanrooms.compat import AIRFLOW_V_3_3_PLUS, ON_KILL_FROM_CANCELLED_RUN
 
 from .conftest import MEMBERSHIP_ID, RETRAIN_DAG, ExampleRun
 
@@ -78,10 +75,6 @@ def gets_of(emulator: EmulatorProcess, arn: str) -> list[dict[str, Any]]:
     return calls_of(emulator, "GetTrainedModel", arn)
 
 
-@pytest.mark.skipif(
-    not (AIRFLOW_V_3_3_PLUS or ON_KILL_FROM_CANCELLED_RUN),
-    reason="Airflow 3.0.2 runs no on_kill: a deferred task killed there leaves its job running (README)",
-)
 def test_a_task_killed_while_deferred_cancels_its_job_once(
     deployment: AirflowTopology, emulator: EmulatorProcess, seeded: dict[str, str], long_training: None
 ) -> None:

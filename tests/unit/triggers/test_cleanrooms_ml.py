@@ -253,15 +253,14 @@ def test_on_kill_cancels_when_the_task_is_no_longer_deferred(async_stub, monkeyp
 @pytest.mark.parametrize(
     ("on_kill_from_cancelled_run", "state", "cancelled"),
     [(True, "failed", True), (True, "deferred", False), (False, "failed", False)],
-    ids=["2.11-to-3.2-killed", "2.11-to-3.2-handed-over-or-stopped", "3.0.2-or-3.3-no-on_kill-from-run"],
+    ids=["2.11-to-3.2-killed", "2.11-to-3.2-handed-over-or-stopped", "3.3-no-on_kill-from-run"],
 )
 def test_a_cancelled_wait_runs_on_kill_where_the_triggerer_does_not(
     async_stub, monkeypatch, on_kill_from_cancelled_run, state, cancelled
 ) -> None:
     """
-    Airflow 2.11 and 3.0.3 to 3.2 only cancel a trigger's ``run`` (a killed task, a hand-over, a
-    triggerer that stops): the wait calls ``on_kill`` itself then. 3.3 calls ``on_kill``, so the wait
-    must not; nor on 3.0.2, whose triggerer can lose the state read's reply.
+    Airflow 2.11 to 3.2 only cancel a trigger's ``run`` (a killed task, a hand-over, a triggerer that
+    stops): the wait calls ``on_kill`` itself then. 3.3 calls ``on_kill``, so the wait must not.
     """
     monkeypatch.setattr(trigger_module, "ON_KILL_FROM_CANCELLED_RUN", on_kill_from_cancelled_run)
     if cancelled:
