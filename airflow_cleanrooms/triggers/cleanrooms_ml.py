@@ -96,8 +96,8 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
     - With ``cancel_on_kill``, a user or a timeout killing the deferred task (mark failed / clear /
       mark success: Airflow 3.3+ calls :meth:`on_kill` then, and on 2.11 to 3.2 :meth:`run` calls it
       when the triggerer cancels the wait) cancels the resource; a hand-over to another triggerer, or
-      a triggerer's shutdown, never does. Operators that started
-      the resource set it; sensors, which only watch, never do.
+      a triggerer's shutdown, never does. Operators that started the resource set it; sensors, which
+      only watch, never do.
     - With ``print_log``, the job's container logs are streamed into the trigger's log (the task log
       on Airflow 3) while it waits: :class:`~airflow_cleanrooms.container_logs.TriggerLogStreamer`
       (shared client pool, poll scheduler), streams found by ``log_stream_prefix`` (default: the
