@@ -76,10 +76,10 @@ AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("
 AIRFLOW_V_3_3_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.3.0")
 
 #: Airflow 3.3+ calls a trigger's ``on_kill`` when its deferred task is killed (or the trigger is dropped
-#: by a recovering triggerer). Airflow 2.11 to 3.2 only cancel the trigger's ``run``, and the resource
-#: triggers call ``on_kill`` themselves from there (as the amazon provider's EMR Serverless trigger
-#: cancels its job from ``run``'s cancellation).
-ON_KILL_FROM_CANCELLED_RUN = not AIRFLOW_V_3_3_PLUS
+#: by a recovering triggerer); below 3.3 the triggerer only cancels the trigger's ``run``, and the
+#: resource triggers call ``on_kill`` themselves from there (as the amazon provider's EMR Serverless
+#: trigger cancels its job from ``run``'s cancellation).
+TRIGGERER_CALLS_ON_KILL = AIRFLOW_V_3_3_PLUS
 
 try:  # common-compat 1.8+: one import path for every Airflow 3.x
     from airflow.providers.common.compat.sdk import (
@@ -294,7 +294,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "HAS_TASK_STATE_STORE",
-    "ON_KILL_FROM_CANCELLED_RUN",
+    "TRIGGERER_CALLS_ON_KILL",
     "AirflowException",
     "AirflowFailException",
     "ParamValidationError",

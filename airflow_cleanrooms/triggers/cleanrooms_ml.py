@@ -12,7 +12,7 @@ from botocore import xform_name
 from airflow_cleanrooms.aio.client_pool import SharedClientPool
 from airflow_cleanrooms.aio.poll_scheduler import Finished, PollScheduler
 from airflow_cleanrooms.aio.rate_limiter import DEFAULT_MAX_REQUESTS_PER_SECOND
-from airflow_cleanrooms.compat import ON_KILL_FROM_CANCELLED_RUN, conf, trigger_hook_parameters
+from airflow_cleanrooms.compat import TRIGGERER_CALLS_ON_KILL, conf, trigger_hook_parameters
 from airflow_cleanrooms.container_logs import TriggerLogStreamer, log_group
 from airflow_cleanrooms.hooks.cleanrooms_ml import CleanRoomsMLHook
 from airflow_cleanrooms.triggers.base import (
@@ -193,15 +193,14 @@ class _CleanRoomsMLResourceTrigger(_CleanRoomsMLTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """
-        The wait (:meth:`CleanRoomsMLBaseWaiterTrigger.run`). Where the triggerer calls no ``on_kill``
-        (Airflow 2.11 to 3.2: ``compat.ON_KILL_FROM_CANCELLED_RUN``), a cancelled wait runs
-        :meth:`on_kill` itself before it ends.
+        The wait (:meth:`CleanRoomsMLBaseWaiterTrigger.run`). Below Airflow 3.3, whose triggerer
+        calls no ``on_kill``, a cancelled wait runs :meth:`on_kill` itself before it ends.
         """
         try:
             async for event in super().run():
                 yield event
         except asyncio.CancelledError:
-            if ON_KILL_FROM_CANCELLED_RUN:
+            if not TRIGGERER_CALLS_ON_KILL:
                 await self.on_kill()
             raise
 

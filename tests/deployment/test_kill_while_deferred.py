@@ -3,10 +3,9 @@ Cancel on kill in a real deployment: a task killed while its wait is deferred ca
 once, and a triggerer that stops while the task waits cancels nothing.
 
 Airflow 3.3 calls the trigger's ``on_kill``; Airflow 2.11 to 3.2 only cancel the trigger's ``run``,
-which then calls ``on_kill`` itself (``compat.ON_KILL_FROM_CANCELLED_RUN``). Either way the trigger
-reads the task's state (from the API server, or the database on 2.11) and cancels only a task that is
-no longer deferred. The retraining DAG of the asset pair is the subject: its training operator defers,
-with ``cancel_on_kill`` on.
+which then calls ``on_kill`` itself. Either way the trigger reads the task's state (from the API
+server, or the database on 2.11) and cancels only a task that is no longer deferred. The retraining
+DAG of the asset pair is the subject: its training operator defers, with ``cancel_on_kill`` on.
 """
 
 from __future__ import annotations

@@ -251,18 +251,18 @@ def test_on_kill_cancels_when_the_task_is_no_longer_deferred(async_stub, monkeyp
 
 
 @pytest.mark.parametrize(
-    ("on_kill_from_cancelled_run", "state", "cancelled"),
-    [(True, "failed", True), (True, "deferred", False), (False, "failed", False)],
-    ids=["2.11-to-3.2-killed", "2.11-to-3.2-handed-over-or-stopped", "3.3-no-on_kill-from-run"],
+    ("triggerer_calls_on_kill", "state", "cancelled"),
+    [(False, "failed", True), (False, "deferred", False), (True, "failed", False)],
+    ids=["below-3.3-killed", "below-3.3-handed-over-or-stopped", "3.3-calls-on_kill-itself"],
 )
 def test_a_cancelled_wait_runs_on_kill_where_the_triggerer_does_not(
-    async_stub, monkeypatch, on_kill_from_cancelled_run, state, cancelled
+    async_stub, monkeypatch, triggerer_calls_on_kill, state, cancelled
 ) -> None:
     """
     Airflow 2.11 to 3.2 only cancel a trigger's ``run`` (a killed task, a hand-over, a triggerer that
     stops): the wait calls ``on_kill`` itself then. 3.3 calls ``on_kill``, so the wait must not.
     """
-    monkeypatch.setattr(trigger_module, "ON_KILL_FROM_CANCELLED_RUN", on_kill_from_cancelled_run)
+    monkeypatch.setattr(trigger_module, "TRIGGERER_CALLS_ON_KILL", triggerer_calls_on_kill)
     if cancelled:
         async_stub.expected.append(("cancel_trained_model_inference_job", GET_JOB))
     _task_states(monkeypatch, {"r1": {"score": state}})
