@@ -49,8 +49,7 @@ import botocore.loaders
 from asgiref.sync import sync_to_async
 from botocore.config import Config
 
-from airflow_cleanrooms.aio.keys import ClientKey, role_account
-from airflow_cleanrooms.aio.per_loop import PerLoop
+from airflow_cleanrooms.aio.keys import ClientKey, PerLoop, role_account
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable

@@ -1,13 +1,44 @@
 """
-The keys of the loop's shared clients and request-rate limiters: what makes two clients differ, and what
-AWS meters a request rate by. A leaf: the client pool, the rate limiters and the poll scheduler import
-it, and it imports none of them.
+What the triggerer's shared state is keyed by: the event loop (:class:`PerLoop`: one client pool, one
+poll scheduler per loop), what makes two clients differ (:class:`ClientKey`), and what AWS meters a
+request rate by (:class:`LimiterKey`). A leaf: the client pool, the rate limiters and the poll
+scheduler import it, and it imports none of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PerLoop(Generic[T]):
+    """
+    One instance of something per event loop (a client pool, a poll scheduler), dropped with its loop.
+
+    ``get()`` returns the running loop's instance, made by ``factory(loop)`` on first use. The loop is
+    held weakly: a triggerer (or a test) that closes its loop leaves nothing behind.
+    """
+
+    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], T]) -> None:
+        self._factory = factory
+        self._instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        instance = self._instances.get(loop)
+        if instance is None:
+            instance = self._instances[loop] = self._factory(loop)
+        return instance
+
+    def pop(self) -> T | None:
+        """Forget the running loop's instance (the caller closes it) and return it, if there was one."""
+        return self._instances.pop(asyncio.get_running_loop(), None)
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow_cleanrooms.aio.client_pool import THREAD_WORKERS, ThreadedClient
-from airflow_cleanrooms.aio.keys import limiter_key
-from airflow_cleanrooms.aio.per_loop import PerLoop
+from airflow_cleanrooms.aio.keys import PerLoop, limiter_key
 from airflow_cleanrooms.aio.rate_limiter import RateLimiters
 
 if TYPE_CHECKING:
