@@ -65,6 +65,10 @@ GET = "GetTrainedModelInferenceJob"
 MANY_WAITS = int(os.environ.get("HANDOVER_MANY_WAITS", "200"))
 RATE = 5.0  # the emulator's request rate (AWS's default): requests/s per operation and account
 TIMEOUT = 240.0
+#: What the bound on a run's tasks all reaching a triggerer adds per task. Each task runs in a new
+#: process on a Celery worker (12 at once on 2 cores), 13 to 20 s from queued to deferred on CI's
+#: machine, so 200 tasks take about 250 s. A bound for failing only: the wait ends on the tasks' state.
+SECONDS_PER_DEFERRAL = 1.5
 HANDED_OVER = "Trigger handed over: the task is still deferred"
 KILLED = "Task killed while deferred"
 
@@ -159,7 +163,8 @@ class Handover:
                 return found
             return None
 
-        return dict(self.topology.wait_for(f"{count} waits of {run_id} held by a triggerer", held, TIMEOUT))
+        bound = TIMEOUT + count * SECONDS_PER_DEFERRAL
+        return dict(self.topology.wait_for(f"{count} waits of {run_id} held by a triggerer", held, bound))
 
     def wait_held_by(self, dag_id: str, run_id: str, count: int, accept: Any, what: str) -> dict[int, int]:
         def moved() -> dict[int, int] | None:
@@ -539,6 +544,7 @@ def test_triggerer_handover(
     assert all(row.ok for row in rows), "\n" + table
 
 
+@pytest.mark.timeout(TIMEOUT + MANY_WAITS * SECONDS_PER_DEFERRAL + 2 * TIMEOUT)  # the waits' own bounds
 def test_request_rate_on_two_triggerers(
     topology: AirflowTopology, emulator: EmulatorProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
