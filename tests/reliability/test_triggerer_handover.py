@@ -66,8 +66,9 @@ MANY_WAITS = int(os.environ.get("HANDOVER_MANY_WAITS", "200"))
 RATE = 5.0  # the emulator's request rate (AWS's default): requests/s per operation and account
 TIMEOUT = 240.0
 #: What the bound on a run's tasks all reaching a triggerer adds per task. Each task runs in a new
-#: process on a Celery worker (12 at once on 2 cores), 13 to 20 s from queued to deferred on CI's
-#: machine, so 200 tasks take about 250 s. A bound for failing only: the wait ends on the tasks' state.
+#: process on a Celery worker (12 at once on 2 cores): 13 to 20 s from queued to deferred on a 2-core
+#: run without bytecode, so 200 tasks took about 250 s. A bound for failing only: the wait ends on the
+#: tasks' state.
 SECONDS_PER_DEFERRAL = 1.5
 HANDED_OVER = "Trigger handed over: the task is still deferred"
 KILLED = "Task killed while deferred"
